@@ -1,0 +1,10 @@
+# Writes OUT: a C array of {name, sql} for every migration file in FILES (sorted).
+set(body "#include \"migrate.h\"\n\nconst struct pl_migration pl_migrations[] = {\n")
+foreach(f ${FILES})
+  get_filename_component(name ${f} NAME)
+  file(READ ${f} hex HEX)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "\\\\x\\1" escaped "${hex}")
+  string(APPEND body "    {\"${name}\", \"${escaped}\"},\n")
+endforeach()
+string(APPEND body "    {0, 0},\n};\n")
+file(WRITE ${OUT} "${body}")

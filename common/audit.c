@@ -1,0 +1,83 @@
+#include "audit.h"
+
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The hashed text is prev_hash|tenant|actor|action|target|detail|at_us, where detail is
+ * jsonb's canonical text and at_us the timestamp in microseconds since the epoch. */
+#define AUDIT_CANONICAL_FIELDS                                                                   \
+    "concat_ws('|', tenant_id::text, actor, action, target, detail::text,"                       \
+    " (extract(epoch FROM at) * 1000000)::bigint::text)"
+
+int pl_audit_append(PGconn *conn, const char *tenant_id, const char *actor, const char *action,
+                    const char *target, const char *detail_json, struct pl_pg_error *err)
+{
+    const char *lock_params[1] = {tenant_id};
+    if (pl_pg_exec(conn, "SELECT pg_advisory_xact_lock(hashtextextended($1, 42))", 1,
+                   lock_params, err) != 0)
+        return -1;
+    /* Hashed in SQL from the values as stored (jsonb's canonical text, now()'s exact
+     * microseconds); pl_audit_verify recomputes it independently in C. */
+    const char *params[5] = {tenant_id, actor, action, target, detail_json};
+    return pl_pg_exec(
+        conn,
+        "WITH prev AS (SELECT coalesce((SELECT hash FROM audit_log WHERE tenant_id = $1::uuid"
+        "                 ORDER BY id DESC LIMIT 1), '') AS h)"
+        " INSERT INTO audit_log (tenant_id, actor, action, target, detail, at, prev_hash, hash)"
+        " SELECT $1::uuid, $2, $3, $4, $5::jsonb, now(), prev.h,"
+        "   encode(sha256(convert_to(prev.h || '|' || concat_ws('|', $1::uuid::text, $2::text,"
+        "   $3::text, $4::text, $5::jsonb::text,"
+        "   (extract(epoch FROM now()) * 1000000)::bigint::text), 'UTF8')), 'hex')"
+        " FROM prev",
+        5, params, err);
+}
+
+long long pl_audit_verify(PGconn *conn, const char *tenant_id, char *err, size_t errsz)
+{
+    const char *params[1] = {tenant_id};
+    struct pl_pg_error perr;
+    PGresult *res = pl_pg_query(conn,
+                                "SELECT id, prev_hash, hash, " AUDIT_CANONICAL_FIELDS
+                                " FROM audit_log WHERE tenant_id = $1 ORDER BY id",
+                                1, params, &perr);
+    if (!res) {
+        snprintf(err, errsz, "%s", perr.message);
+        return -1;
+    }
+    long long n = PQntuples(res);
+    const char *expected_prev = "";
+    long long rc = n;
+    for (long long i = 0; i < n; i++) {
+        const char *id = PQgetvalue(res, (int)i, 0);
+        const char *prev = PQgetvalue(res, (int)i, 1);
+        const char *hash = PQgetvalue(res, (int)i, 2);
+        const char *body = PQgetvalue(res, (int)i, 3);
+        if (strcmp(prev, expected_prev) != 0) {
+            snprintf(err, errsz, "audit entry %s: prev_hash does not match entry before it", id);
+            rc = -1;
+            break;
+        }
+        size_t len = strlen(prev) + 1 + strlen(body) + 1;
+        char *text = malloc(len);
+        if (!text) {
+            snprintf(err, errsz, "out of memory");
+            rc = -1;
+            break;
+        }
+        snprintf(text, len, "%s|%s", prev, body);
+        char hex[65];
+        pl_sha256_hex(text, strlen(text), hex);
+        free(text);
+        if (strcmp(hex, hash) != 0) {
+            snprintf(err, errsz, "audit entry %s: hash does not match its contents", id);
+            rc = -1;
+            break;
+        }
+        expected_prev = hash;
+    }
+    PQclear(res);
+    return rc;
+}

@@ -1,0 +1,22 @@
+/* Audit log: append-only, hash-chained per tenant so any edit or deletion is detectable. */
+#ifndef PL_AUDIT_H
+#define PL_AUDIT_H
+
+#include "pg.h"
+
+/**
+ * @brief Appends an entry inside the caller's open transaction. The entry's hash covers the
+ *        previous entry's hash of the same tenant (chains are serialised per tenant with a
+ *        transaction-scoped advisory lock). detail_json must be a JSON object.
+ * @returns 0, or -1 with err filled.
+ */
+int pl_audit_append(PGconn *conn, const char *tenant_id, const char *actor, const char *action,
+                    const char *target, const char *detail_json, struct pl_pg_error *err);
+
+/**
+ * @brief Recomputes the tenant's chain in C (independently of the SQL that wrote it).
+ * @returns the number of entries checked, or -1 with the first broken entry named in err.
+ */
+long long pl_audit_verify(PGconn *conn, const char *tenant_id, char *err, size_t errsz);
+
+#endif

@@ -1,0 +1,290 @@
+#include "config.h"
+
+#include "util.h"
+
+#include <ctype.h>
+#include <libconfig.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum config_type { CONFIG_STRING, CONFIG_INT, CONFIG_BOOL };
+
+/* One row per setting: the single source of names, types, limits and env names. */
+struct config_field {
+    const char *section;
+    const char *key;
+    enum config_type type;
+    size_t offset;
+    size_t size;         /* strings: buffer size */
+    long min, max;       /* ints: inclusive range; strings: min length */
+    const char *choices; /* strings: "a|b|c" or NULL */
+};
+
+#define STR(sec, k, field, minlen, ch)                                                           \
+    {sec, k, CONFIG_STRING, offsetof(struct pl_config, field),                                   \
+     sizeof(((struct pl_config *)0)->field), minlen, 0, ch}
+#define INT(sec, k, field, lo, hi)                                                               \
+    {sec, k, CONFIG_INT, offsetof(struct pl_config, field), sizeof(int), lo, hi, NULL}
+#define BOOL(sec, k, field)                                                                      \
+    {sec, k, CONFIG_BOOL, offsetof(struct pl_config, field), sizeof(bool), 0, 1, NULL}
+
+static const struct config_field config_fields[] = {
+    STR("log", "level", log_level, 1, "debug|info|warn|error"),
+    STR("http", "bind", http_bind, 1, NULL),
+    INT("http", "port", http_port, 0, 65535),
+    INT("http", "threads", http_threads, 1, 64),
+    INT("http", "max_body_bytes", http_max_body_bytes, 1024, 64 * 1024 * 1024),
+    STR("pg", "dsn", pg_dsn, 1, NULL),
+    INT("pg", "pool_size", pg_pool_size, 1, 64),
+    STR("kafka", "brokers", kafka_brokers, 1, NULL),
+    STR("kafka", "group_id", kafka_group_id, 0, NULL),
+    INT("kafka", "session_timeout_ms", kafka_session_timeout_ms, 1000, 300000),
+    STR("kafka", "topic_traces", kafka_topic_traces, 1, NULL),
+    STR("kafka", "topic_clusters", kafka_topic_clusters, 1, NULL),
+    STR("kafka", "topic_deployments", kafka_topic_deployments, 1, NULL),
+    STR("kafka", "topic_dlq", kafka_topic_dlq, 1, NULL),
+    BOOL("outbox", "relay", outbox_relay),
+    INT("outbox", "poll_ms", outbox_poll_ms, 10, 60000),
+    INT("outbox", "batch", outbox_batch, 1, 10000),
+};
+#define CONFIG_NFIELDS (sizeof(config_fields) / sizeof(config_fields[0]))
+
+static const struct config_field *config_find(const char *section, const char *key)
+{
+    for (size_t i = 0; i < CONFIG_NFIELDS; i++)
+        if (strcmp(config_fields[i].section, section) == 0 &&
+            strcmp(config_fields[i].key, key) == 0)
+            return &config_fields[i];
+    return NULL;
+}
+
+static bool config_section_known(const char *section)
+{
+    for (size_t i = 0; i < CONFIG_NFIELDS; i++)
+        if (strcmp(config_fields[i].section, section) == 0)
+            return true;
+    return false;
+}
+
+static bool config_choice_ok(const char *choices, const char *value)
+{
+    size_t vlen = strlen(value);
+    for (const char *p = choices; *p;) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == vlen && strncmp(p, value, len) == 0)
+            return true;
+        if (!bar)
+            break;
+        p = bar + 1;
+    }
+    return false;
+}
+
+static int config_store_string(struct pl_config *cfg, const struct config_field *f,
+                               const char *value, char *err, size_t errsz)
+{
+    size_t len = strlen(value);
+    if (len >= f->size) {
+        snprintf(err, errsz, "%s.%s: value longer than %zu characters", f->section, f->key,
+                 f->size - 1);
+        return -1;
+    }
+    if ((long)len < f->min) {
+        snprintf(err, errsz, "%s.%s: must not be empty", f->section, f->key);
+        return -1;
+    }
+    if (f->choices && !config_choice_ok(f->choices, value)) {
+        snprintf(err, errsz, "%s.%s: \"%s\" is not one of %s", f->section, f->key, value,
+                 f->choices);
+        return -1;
+    }
+    memcpy((char *)cfg + f->offset, value, len + 1);
+    return 0;
+}
+
+static int config_store_int(struct pl_config *cfg, const struct config_field *f, long long v,
+                            char *err, size_t errsz)
+{
+    if (v < f->min || v > f->max) {
+        snprintf(err, errsz, "%s.%s: %lld is out of range [%ld, %ld]", f->section, f->key, v,
+                 f->min, f->max);
+        return -1;
+    }
+    *(int *)((char *)cfg + f->offset) = (int)v;
+    return 0;
+}
+
+int pl_config_set(struct pl_config *cfg, const char *section, const char *key, const char *value,
+                  char *err, size_t errsz)
+{
+    const struct config_field *f = config_find(section, key);
+    if (!f) {
+        snprintf(err, errsz, "unknown setting %s.%s", section, key);
+        return -1;
+    }
+    switch (f->type) {
+    case CONFIG_STRING:
+        return config_store_string(cfg, f, value, err, errsz);
+    case CONFIG_INT: {
+        long long v;
+        if (pl_parse_ll(value, &v) != 0) {
+            snprintf(err, errsz, "%s.%s: \"%s\" is not an integer", section, key, value);
+            return -1;
+        }
+        return config_store_int(cfg, f, v, err, errsz);
+    }
+    case CONFIG_BOOL: {
+        bool b;
+        if (strcmp(value, "true") == 0 || strcmp(value, "1") == 0 || strcmp(value, "yes") == 0)
+            b = true;
+        else if (strcmp(value, "false") == 0 || strcmp(value, "0") == 0 ||
+                 strcmp(value, "no") == 0)
+            b = false;
+        else {
+            snprintf(err, errsz, "%s.%s: \"%s\" is not a boolean (true|false)", section, key,
+                     value);
+            return -1;
+        }
+        *(bool *)((char *)cfg + f->offset) = b;
+        return 0;
+    }
+    }
+    return -1;
+}
+
+void pl_config_defaults(struct pl_config *cfg, const char *service)
+{
+    static const struct {
+        const char *service;
+        int port;
+    } ports[] = {{"api", 8080}, {"detector", 9101}, {"differ", 9102}, {"abharness", 9103},
+                 {"monitor", 9104}};
+    memset(cfg, 0, sizeof(*cfg));
+    snprintf(cfg->log_level, sizeof(cfg->log_level), "info");
+    snprintf(cfg->http_bind, sizeof(cfg->http_bind), "127.0.0.1");
+    cfg->http_port = 0;
+    for (size_t i = 0; i < sizeof(ports) / sizeof(ports[0]); i++)
+        if (strcmp(ports[i].service, service) == 0)
+            cfg->http_port = ports[i].port;
+    cfg->http_threads = 4;
+    cfg->http_max_body_bytes = 1024 * 1024;
+    snprintf(cfg->pg_dsn, sizeof(cfg->pg_dsn), "postgresql:///promptloop");
+    cfg->pg_pool_size = 4;
+    snprintf(cfg->kafka_brokers, sizeof(cfg->kafka_brokers), "127.0.0.1:9092");
+    if (strcmp(service, "api") != 0)
+        snprintf(cfg->kafka_group_id, sizeof(cfg->kafka_group_id), "pl-%s", service);
+    cfg->kafka_session_timeout_ms = 10000;
+    snprintf(cfg->kafka_topic_traces, sizeof(cfg->kafka_topic_traces), "pl.traces");
+    snprintf(cfg->kafka_topic_clusters, sizeof(cfg->kafka_topic_clusters), "pl.clusters");
+    snprintf(cfg->kafka_topic_deployments, sizeof(cfg->kafka_topic_deployments),
+             "pl.deployments");
+    snprintf(cfg->kafka_topic_dlq, sizeof(cfg->kafka_topic_dlq), "pl.dlq");
+    cfg->outbox_relay = true;
+    cfg->outbox_poll_ms = 100;
+    cfg->outbox_batch = 100;
+}
+
+static int config_apply_file(struct pl_config *cfg, const char *path, char *err, size_t errsz)
+{
+    config_t lc;
+    config_init(&lc);
+    int rc = -1;
+    if (config_read_file(&lc, path) != CONFIG_TRUE) {
+        if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
+            snprintf(err, errsz, "%s: cannot read file", path);
+        else
+            snprintf(err, errsz, "%s:%d: %s", path, config_error_line(&lc),
+                     config_error_text(&lc));
+        goto out;
+    }
+    config_setting_t *root = config_root_setting(&lc);
+    for (int i = 0; i < config_setting_length(root); i++) {
+        config_setting_t *sec = config_setting_get_elem(root, (unsigned)i);
+        const char *sname = config_setting_name(sec);
+        if (!config_setting_is_group(sec) || !config_section_known(sname)) {
+            snprintf(err, errsz, "%s:%d: unknown section \"%s\"", path,
+                     config_setting_source_line(sec), sname);
+            goto out;
+        }
+        for (int j = 0; j < config_setting_length(sec); j++) {
+            config_setting_t *s = config_setting_get_elem(sec, (unsigned)j);
+            const char *kname = config_setting_name(s);
+            const struct config_field *f = config_find(sname, kname);
+            int line = config_setting_source_line(s);
+            char why[256];
+            if (!f) {
+                snprintf(err, errsz, "%s:%d: unknown setting %s.%s", path, line, sname, kname);
+                goto out;
+            }
+            int type = config_setting_type(s);
+            int r;
+            if (f->type == CONFIG_STRING && type == CONFIG_TYPE_STRING)
+                r = config_store_string(cfg, f, config_setting_get_string(s), why, sizeof(why));
+            else if (f->type == CONFIG_INT &&
+                     (type == CONFIG_TYPE_INT || type == CONFIG_TYPE_INT64))
+                r = config_store_int(cfg, f, config_setting_get_int64(s), why, sizeof(why));
+            else if (f->type == CONFIG_BOOL && type == CONFIG_TYPE_BOOL) {
+                *(bool *)((char *)cfg + f->offset) = config_setting_get_bool(s) != 0;
+                r = 0;
+            } else {
+                static const char *const tnames[] = {"a string", "an integer", "a boolean"};
+                snprintf(why, sizeof(why), "%s.%s: must be %s", sname, kname, tnames[f->type]);
+                r = -1;
+            }
+            if (r != 0) {
+                snprintf(err, errsz, "%s:%d: %s", path, line, why);
+                goto out;
+            }
+        }
+    }
+    rc = 0;
+out:
+    config_destroy(&lc);
+    return rc;
+}
+
+static int config_apply_env(struct pl_config *cfg, char *err, size_t errsz)
+{
+    for (size_t i = 0; i < CONFIG_NFIELDS; i++) {
+        const struct config_field *f = &config_fields[i];
+        char name[128];
+        int n = snprintf(name, sizeof(name), "PL_%s_%s", f->section, f->key);
+        for (int k = 0; k < n; k++)
+            name[k] = (char)toupper((unsigned char)name[k]);
+        const char *v = getenv(name);
+        if (!v)
+            continue;
+        char why[256];
+        if (pl_config_set(cfg, f->section, f->key, v, why, sizeof(why)) != 0) {
+            snprintf(err, errsz, "environment %s: %s", name, why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int pl_config_load(struct pl_config *cfg, const char *path, char *err, size_t errsz)
+{
+    if (path && config_apply_file(cfg, path, err, errsz) != 0)
+        return -1;
+    return config_apply_env(cfg, err, errsz);
+}
+
+int pl_config_from_args(struct pl_config *cfg, const char *service, int argc, char **argv,
+                        char *err, size_t errsz)
+{
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            path = argv[++i];
+        else {
+            snprintf(err, errsz, "usage: %s [--config FILE] (unexpected \"%s\")", argv[0],
+                     argv[i]);
+            return -1;
+        }
+    }
+    pl_config_defaults(cfg, service);
+    return pl_config_load(cfg, path, err, errsz);
+}

@@ -1,0 +1,57 @@
+/* Service configuration: built-in defaults, then a libconfig file, then PL_<SECTION>_<KEY>
+ * environment overrides (12-factor). Every value is type- and range-checked. */
+#ifndef PL_CONFIG_H
+#define PL_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct pl_config {
+    char log_level[16];
+
+    char http_bind[64];
+    int http_port;
+    int http_threads;
+    int http_max_body_bytes;
+
+    char pg_dsn[1024];
+    int pg_pool_size;
+
+    char kafka_brokers[512];
+    char kafka_group_id[128];
+    int kafka_session_timeout_ms;
+    char kafka_topic_traces[128];
+    char kafka_topic_clusters[128];
+    char kafka_topic_deployments[128];
+    char kafka_topic_dlq[128];
+
+    bool outbox_relay;
+    int outbox_poll_ms;
+    int outbox_batch;
+};
+
+/** @brief Fills defaults for a service ("api", "detector", ...): its port and group id. */
+void pl_config_defaults(struct pl_config *cfg, const char *service);
+
+/**
+ * @brief Sets one setting from text, as an environment variable would.
+ * @returns 0, or -1 with a message naming the setting in err (unknown setting, bad type,
+ *          out of range).
+ */
+int pl_config_set(struct pl_config *cfg, const char *section, const char *key, const char *value,
+                  char *err, size_t errsz);
+
+/**
+ * @brief Applies the file at path (NULL: none), then the process environment.
+ * @returns 0, or -1 with the file, line and setting named in err.
+ */
+int pl_config_load(struct pl_config *cfg, const char *path, char *err, size_t errsz);
+
+/**
+ * @brief Parses `--config FILE` from argv (the only flag services take) and loads.
+ * @returns 0; -1 with err set on a bad flag or config.
+ */
+int pl_config_from_args(struct pl_config *cfg, const char *service, int argc, char **argv,
+                        char *err, size_t errsz);
+
+#endif

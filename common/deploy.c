@@ -1,0 +1,199 @@
+#include "deploy.h"
+
+#include "audit.h"
+#include "outbox.h"
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const deploy_status_names[PL_DEPLOY_NSTATUS] = {
+    NULL,      "proposed",   "ab_running", "ab_passed",   "ab_failed",
+    "shipped", "monitoring", "regressed",  "rolled_back", "rejected",
+};
+
+static const char *const deploy_actor_names[PL_ACTOR_NACTORS] = {
+    "differ", "abharness", "system:autoship", "owner", "monitor", "system:auto_rollback",
+};
+
+#define BIT(s) (1u << (s))
+
+/* SPEC 5, row for row: the statuses a move may start from, where it goes, and who may. */
+static const struct deploy_move {
+    unsigned from; /* bit set of statuses */
+    enum pl_deploy_status to;
+    enum pl_deploy_actor actor;
+} deploy_moves[] = {
+    {BIT(PL_DEPLOY_NEW), PL_DEPLOY_PROPOSED, PL_ACTOR_DIFFER},
+    {BIT(PL_DEPLOY_PROPOSED), PL_DEPLOY_AB_RUNNING, PL_ACTOR_ABHARNESS},
+    {BIT(PL_DEPLOY_AB_RUNNING), PL_DEPLOY_AB_PASSED, PL_ACTOR_ABHARNESS},
+    {BIT(PL_DEPLOY_AB_RUNNING), PL_DEPLOY_AB_FAILED, PL_ACTOR_ABHARNESS},
+    {BIT(PL_DEPLOY_AB_PASSED), PL_DEPLOY_SHIPPED, PL_ACTOR_AUTOSHIP},
+    {BIT(PL_DEPLOY_AB_PASSED) | BIT(PL_DEPLOY_PROPOSED), PL_DEPLOY_SHIPPED, PL_ACTOR_OWNER},
+    {BIT(PL_DEPLOY_SHIPPED), PL_DEPLOY_MONITORING, PL_ACTOR_MONITOR},
+    {BIT(PL_DEPLOY_MONITORING), PL_DEPLOY_REGRESSED, PL_ACTOR_MONITOR},
+    {BIT(PL_DEPLOY_SHIPPED) | BIT(PL_DEPLOY_MONITORING) | BIT(PL_DEPLOY_REGRESSED),
+     PL_DEPLOY_ROLLED_BACK, PL_ACTOR_OWNER},
+    {BIT(PL_DEPLOY_SHIPPED) | BIT(PL_DEPLOY_MONITORING) | BIT(PL_DEPLOY_REGRESSED),
+     PL_DEPLOY_ROLLED_BACK, PL_ACTOR_AUTO_ROLLBACK},
+    {BIT(PL_DEPLOY_PROPOSED) | BIT(PL_DEPLOY_AB_RUNNING) | BIT(PL_DEPLOY_AB_PASSED),
+     PL_DEPLOY_REJECTED, PL_ACTOR_OWNER},
+};
+
+const char *pl_deploy_status_name(enum pl_deploy_status s)
+{
+    return (s > PL_DEPLOY_NEW && s < PL_DEPLOY_NSTATUS) ? deploy_status_names[s] : NULL;
+}
+
+int pl_deploy_status_parse(const char *name, enum pl_deploy_status *out)
+{
+    for (int s = PL_DEPLOY_PROPOSED; s < PL_DEPLOY_NSTATUS; s++)
+        if (strcmp(name, deploy_status_names[s]) == 0) {
+            *out = (enum pl_deploy_status)s;
+            return 0;
+        }
+    return -1;
+}
+
+const char *pl_deploy_actor_name(enum pl_deploy_actor a)
+{
+    return (a >= 0 && a < PL_ACTOR_NACTORS) ? deploy_actor_names[a] : NULL;
+}
+
+bool pl_deploy_terminal(enum pl_deploy_status s)
+{
+    return s == PL_DEPLOY_AB_FAILED || s == PL_DEPLOY_REJECTED || s == PL_DEPLOY_ROLLED_BACK;
+}
+
+static unsigned deploy_from_set(enum pl_deploy_status to, enum pl_deploy_actor actor)
+{
+    unsigned set = 0;
+    for (size_t i = 0; i < sizeof(deploy_moves) / sizeof(deploy_moves[0]); i++)
+        if (deploy_moves[i].to == to && deploy_moves[i].actor == actor)
+            set |= deploy_moves[i].from;
+    return set;
+}
+
+bool pl_deploy_allowed(enum pl_deploy_status from, enum pl_deploy_status to,
+                       enum pl_deploy_actor actor)
+{
+    if (from < 0 || from >= PL_DEPLOY_NSTATUS || to < 0 || to >= PL_DEPLOY_NSTATUS)
+        return false;
+    return (deploy_from_set(to, actor) & BIT(from)) != 0;
+}
+
+int pl_deploy_allowed_from(enum pl_deploy_status to, enum pl_deploy_actor actor, char *buf,
+                           size_t bufsz)
+{
+    unsigned set = deploy_from_set(to, actor);
+    size_t len = (size_t)snprintf(buf, bufsz, "{");
+    int n = 0;
+    for (int s = PL_DEPLOY_PROPOSED; s < PL_DEPLOY_NSTATUS && len < bufsz; s++)
+        if (set & BIT(s))
+            len += (size_t)snprintf(buf + len, bufsz - len, "%s%s", n++ ? "," : "",
+                                    deploy_status_names[s]);
+    if (len < bufsz)
+        snprintf(buf + len, bufsz - len, "}");
+    return n;
+}
+
+static enum pl_transition_result deploy_fail(PGconn *conn, struct pl_pg_error *err)
+{
+    struct pl_pg_error ignored;
+    (void)err;
+    pl_pg_exec(conn, "ROLLBACK", 0, NULL, &ignored);
+    return PL_TRANSITION_ERROR;
+}
+
+enum pl_transition_result pl_deploy_transition(PGconn *conn, const struct pl_deploy_change *ch,
+                                               char **row_json, char *current,
+                                               struct pl_pg_error *err)
+{
+    if (row_json)
+        *row_json = NULL;
+    char allowed[160];
+    pl_deploy_allowed_from(ch->to, ch->actor, allowed, sizeof(allowed));
+    const char *to_name = pl_deploy_status_name(ch->to);
+
+    if (pl_pg_exec(conn, "BEGIN", 0, NULL, err) != 0)
+        return PL_TRANSITION_ERROR;
+    /* The CTE locks the row and remembers its old status; the UPDATE's status test is the
+     * compare-and-set. Under READ COMMITTED a concurrent winner is re-read after its commit,
+     * so exactly one of two racing moves matches. */
+    const char *params[7] = {ch->deployment_id, ch->tenant_id,        to_name,
+                             allowed,           ch->approved_by,      ch->rejection_reason,
+                             ch->ab_report_json};
+    PGresult *res = pl_pg_query(
+        conn,
+        "WITH old AS (SELECT id, status FROM prompt_deployments"
+        "             WHERE id = $1 AND tenant_id = $2 FOR UPDATE)"
+        " UPDATE prompt_deployments d SET status = $3, updated_at = now(),"
+        "   approved_by = coalesce($5, d.approved_by),"
+        "   rejection_reason = coalesce($6, d.rejection_reason),"
+        "   ab_report = coalesce($7::jsonb, d.ab_report),"
+        "   shipped_at = CASE WHEN $3 = 'shipped' THEN now() ELSE d.shipped_at END,"
+        "   rolled_back_at = CASE WHEN $3 = 'rolled_back' THEN now() ELSE d.rolled_back_at END"
+        " FROM old WHERE d.id = old.id AND d.status = ANY($4::text[])"
+        " RETURNING old.status, d.project_id, pl_deployment_json(d)::text, pl_ts(d.updated_at)",
+        7, params, err);
+    if (!res)
+        return deploy_fail(conn, err);
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        const char *p2[2] = {ch->deployment_id, ch->tenant_id};
+        res = pl_pg_query(conn,
+                          "SELECT status FROM prompt_deployments WHERE id = $1 AND tenant_id = $2",
+                          2, p2, err);
+        if (!res)
+            return deploy_fail(conn, err);
+        enum pl_transition_result r = PL_TRANSITION_NOT_FOUND;
+        if (PQntuples(res) == 1) {
+            r = PL_TRANSITION_CONFLICT;
+            if (current)
+                snprintf(current, 16, "%s", PQgetvalue(res, 0, 0));
+        }
+        PQclear(res);
+        pl_pg_exec(conn, "ROLLBACK", 0, NULL, err);
+        return r;
+    }
+    const char *from_name = PQgetvalue(res, 0, 0);
+    const char *actor_name = pl_deploy_actor_name(ch->actor);
+
+    json_object *ev = json_object_new_object();
+    json_object_object_add(ev, "schema_version", json_object_new_int(1));
+    json_object_object_add(ev, "tenant_id", json_object_new_string(ch->tenant_id));
+    json_object_object_add(ev, "project_id", json_object_new_string(PQgetvalue(res, 0, 1)));
+    json_object_object_add(ev, "deployment_id", json_object_new_string(ch->deployment_id));
+    json_object_object_add(ev, "from", json_object_new_string(from_name));
+    json_object_object_add(ev, "to", json_object_new_string(to_name));
+    json_object_object_add(ev, "at", json_object_new_string(PQgetvalue(res, 0, 3)));
+    json_object_object_add(ev, "actor", json_object_new_string(ch->actor_id ? ch->actor_id
+                                                                            : actor_name));
+    const char *ev_text = json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN);
+
+    json_object *detail = json_object_new_object();
+    json_object_object_add(detail, "from", json_object_new_string(from_name));
+    json_object_object_add(detail, "to", json_object_new_string(to_name));
+    json_object_object_add(detail, "role", json_object_new_string(actor_name));
+    if (ch->rejection_reason)
+        json_object_object_add(detail, "reason", json_object_new_string(ch->rejection_reason));
+    const char *detail_text = json_object_to_json_string_ext(detail, JSON_C_TO_STRING_PLAIN);
+
+    int failed = pl_outbox_write(conn, ch->events_topic, ch->deployment_id, ev_text, err) ||
+                 pl_audit_append(conn, ch->tenant_id, ch->actor_id ? ch->actor_id : actor_name,
+                                 "deployment.transition", ch->deployment_id, detail_text, err) ||
+                 (ch->hook &&
+                  ch->hook(conn, ch->tenant_id, ch->deployment_id, ch->hook_arg, err) != 0) ||
+                 pl_pg_exec(conn, "COMMIT", 0, NULL, err) != 0;
+    json_object_put(ev);
+    json_object_put(detail);
+    if (failed) {
+        PQclear(res);
+        return deploy_fail(conn, err);
+    }
+    if (row_json)
+        *row_json = strdup(PQgetvalue(res, 0, 2));
+    PQclear(res);
+    return PL_TRANSITION_OK;
+}

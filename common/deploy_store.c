@@ -1,0 +1,50 @@
+#include "deploy_store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+char *pl_deploy_store_list(PGconn *conn, const char *tenant_id, const char *status,
+                           const char *project_id, long long limit, long long offset,
+                           struct pl_pg_error *err)
+{
+    char lim[24], off[24];
+    snprintf(lim, sizeof(lim), "%lld", limit);
+    snprintf(off, sizeof(off), "%lld", offset);
+    const char *params[5] = {tenant_id, status, project_id, lim, off};
+    /* The page comes from the (tenant, [status|project], created_at) indexes; the whole
+     * body is built by the database in one round trip. */
+    PGresult *res = pl_pg_query(
+        conn,
+        "SELECT json_build_object("
+        " 'items', coalesce((SELECT json_agg(pl_deployment_json(p) ORDER BY p.created_at DESC,"
+        "   p.id DESC) FROM (SELECT * FROM prompt_deployments WHERE tenant_id = $1"
+        "     AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR project_id = $3)"
+        "     ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5) p), '[]'::json),"
+        " 'total', (SELECT count(*) FROM prompt_deployments WHERE tenant_id = $1"
+        "     AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR project_id = $3)),"
+        " 'limit', $4::int, 'offset', $5::bigint)::text",
+        5, params, err);
+    if (!res)
+        return NULL;
+    char *json = strdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return json;
+}
+
+int pl_deploy_store_get(PGconn *conn, const char *tenant_id, const char *id, char **json,
+                        struct pl_pg_error *err)
+{
+    const char *params[2] = {id, tenant_id};
+    PGresult *res = pl_pg_query(conn,
+                                "SELECT pl_deployment_json(d)::text FROM prompt_deployments d"
+                                " WHERE id = $1 AND tenant_id = $2",
+                                2, params, err);
+    if (!res)
+        return -1;
+    int found = PQntuples(res) == 1;
+    if (found)
+        *json = strdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return found;
+}

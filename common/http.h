@@ -1,0 +1,81 @@
+/* HTTP server on libmicrohttpd: a route table with {param} path segments, a body size
+ * limit, and JSON bodies for errors. Handlers run on the server's worker threads. */
+#ifndef PL_HTTP_H
+#define PL_HTTP_H
+
+#include <json-c/json.h>
+#include <stddef.h>
+
+#define PL_HTTP_MAX_PARAMS 4
+
+struct MHD_Connection;
+
+struct pl_http_request {
+    const char *method;
+    const char *path;
+    const char *params[PL_HTTP_MAX_PARAMS]; /* the {name} segments of the route, in order */
+    int nparams;
+    const char *body; /* NUL-terminated; "" when none */
+    size_t body_len;
+    void *user; /* the pointer given to pl_http_server_start */
+    struct MHD_Connection *conn;
+};
+
+struct pl_http_response {
+    int status;
+    char *body; /* owned; freed after sending */
+    const char *content_type;
+    char retry_after[16]; /* sent as Retry-After when not empty */
+};
+
+typedef void (*pl_http_handler)(struct pl_http_request *req, struct pl_http_response *res);
+
+struct pl_http_route {
+    const char *method;  /* "GET", "POST", ... */
+    const char *pattern; /* "/v1/things/{id}/do" */
+    pl_http_handler handler;
+};
+
+struct pl_http_server;
+
+/**
+ * @brief Starts serving routes (the array must outlive the server) on bind:port (port 0:
+ *        any free port) with a pool of threads; bodies over max_body get 413.
+ * @returns the server, or NULL with err filled.
+ */
+struct pl_http_server *pl_http_server_start(const char *bind, int port, int threads,
+                                            size_t max_body, const struct pl_http_route *routes,
+                                            size_t nroutes, void *user, char *err, size_t errsz);
+
+/** @brief The port actually bound. */
+int pl_http_server_port(const struct pl_http_server *srv);
+
+/** @brief Stops accepting, finishes in-flight requests and frees the server. */
+void pl_http_server_stop(struct pl_http_server *srv);
+
+/** @brief A query-string value, or NULL when absent. */
+const char *pl_http_query(const struct pl_http_request *req, const char *name);
+
+/** @brief A request header value, or NULL when absent. */
+const char *pl_http_header(const struct pl_http_request *req, const char *name);
+
+/**
+ * @brief Fails (returns the name) when the query has a parameter not in the NULL-terminated
+ *        allowed list, so typos are 400s instead of silently ignored filters.
+ */
+const char *pl_http_query_unknown(const struct pl_http_request *req, const char *const *allowed);
+
+/** @brief Sets a JSON response; takes ownership of obj (json_object_put). */
+void pl_http_json(struct pl_http_response *res, int status, json_object *obj);
+
+/** @brief Sets a JSON response from already-serialised text (copied). */
+void pl_http_json_text(struct pl_http_response *res, int status, const char *json, size_t len);
+
+/** @brief Sets {"error": message} with status. */
+void pl_http_error(struct pl_http_response *res, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/** @brief Sets a plain body (taken over) with its content type. */
+void pl_http_text(struct pl_http_response *res, int status, const char *content_type, char *body);
+
+#endif

@@ -1,0 +1,111 @@
+#include "params.h"
+
+#include "util.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int pl_param_int(const char *name, const char *value, long long def, long long min,
+                 long long max, long long *out, char *err, size_t errsz)
+{
+    if (!value) {
+        *out = def;
+        return 0;
+    }
+    long long v;
+    if (pl_parse_ll(value, &v) != 0 || v < min || v > max) {
+        snprintf(err, errsz, "%s must be an integer between %lld and %lld", name, min, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+json_object *pl_param_json_object(const char *body, size_t len, bool allow_empty, char *err,
+                                  size_t errsz)
+{
+    size_t i = 0;
+    while (i < len && (body[i] == ' ' || body[i] == '\n' || body[i] == '\r' || body[i] == '\t'))
+        i++;
+    if (i == len) {
+        if (allow_empty)
+            return json_object_new_object();
+        snprintf(err, errsz, "request body must be a JSON object");
+        return NULL;
+    }
+    json_tokener *tok = json_tokener_new();
+    json_object *obj = json_tokener_parse_ex(tok, body, (int)len);
+    enum json_tokener_error jerr = json_tokener_get_error(tok);
+    size_t end = json_tokener_get_parse_end(tok);
+    json_tokener_free(tok);
+    while (end < len && (body[end] == ' ' || body[end] == '\n' || body[end] == '\r' ||
+                         body[end] == '\t'))
+        end++;
+    if (!obj || jerr != json_tokener_success) {
+        snprintf(err, errsz, "request body is not valid JSON: %s",
+                 jerr == json_tokener_success ? "incomplete" : json_tokener_error_desc(jerr));
+        json_object_put(obj);
+        return NULL;
+    }
+    if (end != len) {
+        snprintf(err, errsz, "request body has data after the JSON value");
+        json_object_put(obj);
+        return NULL;
+    }
+    if (!json_object_is_type(obj, json_type_object)) {
+        snprintf(err, errsz, "request body must be a JSON object");
+        json_object_put(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+enum pl_field_result pl_param_check_fields(json_object *obj, const struct pl_field_rule *rules,
+                                           size_t n, char *err, size_t errsz)
+{
+    json_object_object_foreach(obj, key, val)
+    {
+        const struct pl_field_rule *r = NULL;
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(rules[i].name, key) == 0)
+                r = &rules[i];
+        if (!r) {
+            snprintf(err, errsz, "unknown field \"%s\"", key);
+            return PL_FIELDS_BAD_REQUEST;
+        }
+        switch (r->type) {
+        case PL_FIELD_BOOL:
+            if (!json_object_is_type(val, json_type_boolean)) {
+                snprintf(err, errsz, "%s must be a boolean", key);
+                return PL_FIELDS_BAD_REQUEST;
+            }
+            break;
+        case PL_FIELD_INT: {
+            if (!json_object_is_type(val, json_type_int)) {
+                snprintf(err, errsz, "%s must be an integer", key);
+                return PL_FIELDS_BAD_REQUEST;
+            }
+            long long v = json_object_get_int64(val);
+            if (v < r->min || v > r->max) {
+                snprintf(err, errsz, "%s must be between %lld and %lld", key, r->min, r->max);
+                return PL_FIELDS_UNPROCESSABLE;
+            }
+            break;
+        }
+        case PL_FIELD_STRING: {
+            if (!json_object_is_type(val, json_type_string)) {
+                snprintf(err, errsz, "%s must be a string", key);
+                return PL_FIELDS_BAD_REQUEST;
+            }
+            long long len = json_object_get_string_len(val);
+            if (len < r->min || len > r->max) {
+                snprintf(err, errsz, "%s must be %lld to %lld characters long", key, r->min,
+                         r->max);
+                return PL_FIELDS_UNPROCESSABLE;
+            }
+            break;
+        }
+        }
+    }
+    return PL_FIELDS_OK;
+}

@@ -1,0 +1,170 @@
+#include "pg.h"
+
+#include "log.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct pl_pg_pool {
+    char *dsn;
+    int size;
+    int nidle;
+    int nopen; /* connections handed out or idle */
+    PGconn **idle;
+    pthread_mutex_t lock;
+    pthread_cond_t freed;
+};
+
+static void pg_error_from_conn(PGconn *conn, const PGresult *res, struct pl_pg_error *err)
+{
+    if (!err)
+        return;
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    snprintf(err->sqlstate, sizeof(err->sqlstate), "%s", state ? state : "");
+    const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(conn);
+    snprintf(err->message, sizeof(err->message), "%s", msg && *msg ? msg : "unknown error");
+    /* libpq messages end in a newline; logs and JSON read better without it. */
+    size_t n = strlen(err->message);
+    while (n > 0 && (err->message[n - 1] == '\n' || err->message[n - 1] == ' '))
+        err->message[--n] = '\0';
+}
+
+PGconn *pl_pg_connect(const char *dsn, struct pl_pg_error *err)
+{
+    PGconn *conn = PQconnectdb(dsn);
+    if (!conn) {
+        if (err)
+            snprintf(err->message, sizeof(err->message), "out of memory");
+        return NULL;
+    }
+    if (PQstatus(conn) != CONNECTION_OK) {
+        pg_error_from_conn(conn, NULL, err);
+        PQfinish(conn);
+        return NULL;
+    }
+    return conn;
+}
+
+struct pl_pg_pool *pl_pg_pool_new(const char *dsn, int size)
+{
+    struct pl_pg_pool *pool = calloc(1, sizeof(*pool));
+    if (!pool)
+        return NULL;
+    pool->dsn = strdup(dsn);
+    pool->idle = calloc((size_t)size, sizeof(PGconn *));
+    if (!pool->dsn || !pool->idle) {
+        free(pool->dsn);
+        free(pool->idle);
+        free(pool);
+        return NULL;
+    }
+    pool->size = size;
+    pthread_mutex_init(&pool->lock, NULL);
+    pthread_cond_init(&pool->freed, NULL);
+    return pool;
+}
+
+void pl_pg_pool_destroy(struct pl_pg_pool *pool)
+{
+    if (!pool)
+        return;
+    for (int i = 0; i < pool->nidle; i++)
+        PQfinish(pool->idle[i]);
+    pthread_mutex_destroy(&pool->lock);
+    pthread_cond_destroy(&pool->freed);
+    free(pool->idle);
+    free(pool->dsn);
+    free(pool);
+}
+
+PGconn *pl_pg_acquire(struct pl_pg_pool *pool, struct pl_pg_error *err)
+{
+    PGconn *conn = NULL;
+    pthread_mutex_lock(&pool->lock);
+    while (pool->nidle == 0 && pool->nopen >= pool->size)
+        pthread_cond_wait(&pool->freed, &pool->lock);
+    if (pool->nidle > 0)
+        conn = pool->idle[--pool->nidle];
+    else
+        pool->nopen++; /* reserve a slot; connect outside the lock */
+    pthread_mutex_unlock(&pool->lock);
+
+    if (conn && PQstatus(conn) != CONNECTION_OK)
+        PQreset(conn);
+    if (!conn)
+        conn = pl_pg_connect(pool->dsn, err);
+    else if (PQstatus(conn) != CONNECTION_OK) {
+        pg_error_from_conn(conn, NULL, err);
+        PQfinish(conn);
+        conn = NULL;
+    }
+    if (!conn) {
+        pthread_mutex_lock(&pool->lock);
+        pool->nopen--;
+        pthread_cond_signal(&pool->freed);
+        pthread_mutex_unlock(&pool->lock);
+    }
+    return conn;
+}
+
+void pl_pg_release(struct pl_pg_pool *pool, PGconn *conn)
+{
+    if (!conn)
+        return;
+    if (PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) != PQTRANS_IDLE) {
+        PGresult *r = PQexec(conn, "ROLLBACK");
+        PQclear(r);
+    }
+    pthread_mutex_lock(&pool->lock);
+    pool->idle[pool->nidle++] = conn;
+    pthread_cond_signal(&pool->freed);
+    pthread_mutex_unlock(&pool->lock);
+}
+
+bool pl_pg_ping(struct pl_pg_pool *pool)
+{
+    struct pl_pg_error err;
+    PGconn *conn = pl_pg_acquire(pool, &err);
+    if (!conn)
+        return false;
+    bool ok = pl_pg_exec(conn, "SELECT 1", 0, NULL, &err) == 0;
+    pl_pg_release(pool, conn);
+    return ok;
+}
+
+PGresult *pl_pg_query(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                      struct pl_pg_error *err)
+{
+    PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        return res;
+    pg_error_from_conn(conn, res, err);
+    PQclear(res);
+    return NULL;
+}
+
+int pl_pg_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
+               struct pl_pg_error *err)
+{
+    PGresult *res = pl_pg_query(conn, sql, nparams, params, err);
+    if (!res)
+        return -1;
+    PQclear(res);
+    return 0;
+}
+
+bool pl_pg_error_retryable(const struct pl_pg_error *err)
+{
+    return strcmp(err->sqlstate, PL_SQLSTATE_SERIALIZATION) == 0 ||
+           strcmp(err->sqlstate, PL_SQLSTATE_DEADLOCK) == 0;
+}
+
+long long pl_pg_getll(const PGresult *res, int row, int col)
+{
+    if (PQgetisnull(res, row, col))
+        return 0;
+    return strtoll(PQgetvalue(res, row, col), NULL, 10);
+}

@@ -1,0 +1,62 @@
+/* PostgreSQL access: a small blocking connection pool and parameterised query helpers. */
+#ifndef PL_PG_H
+#define PL_PG_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct pl_pg_pool;
+
+/** @brief What went wrong with a query: SQLSTATE ("" when the connection failed) and text. */
+struct pl_pg_error {
+    char sqlstate[6];
+    char message[512];
+};
+
+#define PL_SQLSTATE_UNIQUE_VIOLATION "23505"
+#define PL_SQLSTATE_SERIALIZATION    "40001"
+#define PL_SQLSTATE_DEADLOCK         "40P01"
+
+/**
+ * @brief Creates a pool of up to size connections to dsn. Connections open lazily, so a
+ *        service starts (and stays live) while the database is down.
+ * @returns the pool (free with pl_pg_pool_destroy), or NULL on out-of-memory.
+ */
+struct pl_pg_pool *pl_pg_pool_new(const char *dsn, int size);
+void pl_pg_pool_destroy(struct pl_pg_pool *pool);
+
+/**
+ * @brief Takes a healthy connection, waiting for a free one; reconnects broken ones.
+ * @returns a connection to give back with pl_pg_release, or NULL (err set) when the
+ *          database cannot be reached.
+ */
+PGconn *pl_pg_acquire(struct pl_pg_pool *pool, struct pl_pg_error *err);
+
+/** @brief Returns a connection; an open transaction on it is rolled back first. */
+void pl_pg_release(struct pl_pg_pool *pool, PGconn *conn);
+
+/** @brief True when a `SELECT 1` succeeds (for /readyz). */
+bool pl_pg_ping(struct pl_pg_pool *pool);
+
+/**
+ * @brief Runs a parameterised statement (text parameters; NULL entries are SQL NULL).
+ * @returns the result (caller PQclear()s it), or NULL with err filled.
+ */
+PGresult *pl_pg_query(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                      struct pl_pg_error *err);
+
+/** @brief Runs a statement that returns nothing of interest; 0 or -1 with err filled. */
+int pl_pg_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
+               struct pl_pg_error *err);
+
+/** @brief True when err is a retryable conflict (serialization failure or deadlock). */
+bool pl_pg_error_retryable(const struct pl_pg_error *err);
+
+/** @brief The integer in a result cell (0 when NULL); for columns the schema makes integers. */
+long long pl_pg_getll(const PGresult *res, int row, int col);
+
+/** @brief Connects one connection directly (tools); NULL with err on failure. */
+PGconn *pl_pg_connect(const char *dsn, struct pl_pg_error *err);
+
+#endif

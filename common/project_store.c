@@ -1,0 +1,116 @@
+#include "project_store.h"
+
+#include "audit.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+char *pl_project_store_list(PGconn *conn, const char *tenant_id, long long limit,
+                            long long offset, struct pl_pg_error *err)
+{
+    char lim[24], off[24];
+    snprintf(lim, sizeof(lim), "%lld", limit);
+    snprintf(off, sizeof(off), "%lld", offset);
+    const char *params[3] = {tenant_id, lim, off};
+    PGresult *res = pl_pg_query(
+        conn,
+        "SELECT json_build_object("
+        " 'items', coalesce((SELECT json_agg(pl_project_json(p) ORDER BY p.created_at DESC,"
+        "   p.id DESC) FROM (SELECT * FROM projects WHERE tenant_id = $1"
+        "     ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3) p), '[]'::json),"
+        " 'total', (SELECT count(*) FROM projects WHERE tenant_id = $1),"
+        " 'limit', $2::int, 'offset', $3::bigint)::text",
+        3, params, err);
+    if (!res)
+        return NULL;
+    char *json = strdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return json;
+}
+
+int pl_project_store_get(PGconn *conn, const char *tenant_id, const char *id, char **json,
+                         struct pl_pg_error *err)
+{
+    const char *params[2] = {id, tenant_id};
+    PGresult *res = pl_pg_query(
+        conn, "SELECT pl_project_json(p)::text FROM projects p WHERE id = $1 AND tenant_id = $2",
+        2, params, err);
+    if (!res)
+        return -1;
+    int found = PQntuples(res) == 1;
+    if (found)
+        *json = strdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return found;
+}
+
+static int project_rollback(PGconn *conn, int rc)
+{
+    struct pl_pg_error ignored;
+    pl_pg_exec(conn, "ROLLBACK", 0, NULL, &ignored);
+    return rc;
+}
+
+/* Runs a statement that returns one project row (id, json) inside a transaction that also
+ * audits it; maps a unique violation on the name to `taken`. */
+static int project_write(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                         const char *tenant_id, const char *actor, const char *action,
+                         const char *detail, int taken, char **json, struct pl_pg_error *err)
+{
+    if (pl_pg_exec(conn, "BEGIN", 0, NULL, err) != 0)
+        return -1;
+    PGresult *res = pl_pg_query(conn, sql, nparams, params, err);
+    if (!res)
+        return project_rollback(conn,
+                                strcmp(err->sqlstate, PL_SQLSTATE_UNIQUE_VIOLATION) == 0 ? taken
+                                                                                         : -1);
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return project_rollback(conn, 0);
+    }
+    if (pl_audit_append(conn, tenant_id, actor, action, PQgetvalue(res, 0, 0), detail, err) != 0 ||
+        pl_pg_exec(conn, "COMMIT", 0, NULL, err) != 0) {
+        PQclear(res);
+        return project_rollback(conn, -1);
+    }
+    *json = strdup(PQgetvalue(res, 0, 1));
+    PQclear(res);
+    return 1;
+}
+
+int pl_project_store_create(PGconn *conn, const char *tenant_id, const char *actor,
+                            const char *settings_json, char **json, struct pl_pg_error *err)
+{
+    const char *params[2] = {tenant_id, settings_json};
+    return project_write(
+        conn,
+        "WITH s AS (SELECT $2::jsonb AS j),"
+        " p AS (INSERT INTO projects (tenant_id, name, prompt_autoship_enabled,"
+        "   auto_rollback_enabled, cluster_min_size)"
+        "   SELECT $1, j->>'name', coalesce((j->>'prompt_autoship_enabled')::boolean, false),"
+        "     coalesce((j->>'auto_rollback_enabled')::boolean, true),"
+        "     coalesce((j->>'cluster_min_size')::int, 10) FROM s RETURNING *),"
+        " e AS (INSERT INTO environments (tenant_id, project_id, name)"
+        "   SELECT tenant_id, id, 'production' FROM p)"
+        " SELECT p.id, pl_project_json(p)::text FROM p",
+        2, params, tenant_id, actor, "project.create", settings_json, 0, json, err);
+}
+
+int pl_project_store_update(PGconn *conn, const char *tenant_id, const char *id,
+                            const char *actor, const char *patch_json, char **json,
+                            struct pl_pg_error *err)
+{
+    const char *params[3] = {id, tenant_id, patch_json};
+    return project_write(
+        conn,
+        "UPDATE projects p SET name = coalesce($3::jsonb->>'name', p.name),"
+        " prompt_autoship_enabled = coalesce(($3::jsonb->>'prompt_autoship_enabled')::boolean,"
+        "   p.prompt_autoship_enabled),"
+        " auto_rollback_enabled = coalesce(($3::jsonb->>'auto_rollback_enabled')::boolean,"
+        "   p.auto_rollback_enabled),"
+        " cluster_min_size = coalesce(($3::jsonb->>'cluster_min_size')::int, p.cluster_min_size),"
+        " updated_at = now()"
+        " WHERE id = $1 AND tenant_id = $2 RETURNING p.id, pl_project_json(p)::text",
+        3, params, tenant_id, actor, "project.update", patch_json, -2, json, err);
+}

@@ -1,0 +1,81 @@
+#include "api.h"
+
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A revoked key keeps working for at most this long in one api replica. */
+#define API_AUTH_CACHE_MS 5000
+
+bool api_authorize(struct pl_http_request *req, struct pl_http_response *res, unsigned roles,
+                   bool control_loop, struct pl_principal *who)
+{
+    struct pl_service *svc = req->user;
+    struct pl_pg_error err;
+    switch (pl_auth_resolve(svc->pg, pl_http_header(req, "Authorization"), API_AUTH_CACHE_MS,
+                            who, &err)) {
+    case PL_AUTH_OK:
+        break;
+    case PL_AUTH_INVALID:
+        pl_http_error(res, 401, "missing or invalid API key (Authorization: Bearer pl_...)");
+        return false;
+    case PL_AUTH_ERROR:
+        pl_warn("auth lookup failed: %s", err.message);
+        pl_http_error(res, 503, "database unavailable");
+        snprintf(res->retry_after, sizeof(res->retry_after), "1");
+        return false;
+    }
+    if (control_loop && !pl_auth_plan_has_control_loop(who->plan)) {
+        pl_http_error(res, 402, "the %s plan does not include the control loop (team or "
+                                "enterprise required)",
+                      who->plan);
+        return false;
+    }
+    if (!(roles & who->role)) {
+        pl_http_error(res, 403, "role %s may not do this", pl_auth_role_name(who->role));
+        return false;
+    }
+    return true;
+}
+
+PGconn *api_db(struct pl_http_request *req, struct pl_http_response *res)
+{
+    struct pl_service *svc = req->user;
+    struct pl_pg_error err;
+    PGconn *conn = pl_pg_acquire(svc->pg, &err);
+    if (!conn) {
+        pl_warn("database unavailable: %s", err.message);
+        pl_http_error(res, 503, "database unavailable");
+        snprintf(res->retry_after, sizeof(res->retry_after), "1");
+    }
+    return conn;
+}
+
+void api_db_release(struct pl_http_request *req, PGconn *conn)
+{
+    struct pl_service *svc = req->user;
+    pl_pg_release(svc->pg, conn);
+}
+
+void api_db_error(struct pl_http_response *res, const struct pl_pg_error *err)
+{
+    pl_error("database error [%s]: %s", err->sqlstate, err->message);
+    if (err->sqlstate[0] == '\0' || strncmp(err->sqlstate, "08", 2) == 0) {
+        pl_http_error(res, 503, "database unavailable");
+        snprintf(res->retry_after, sizeof(res->retry_after), "1");
+    } else {
+        pl_http_error(res, 500, "internal error");
+    }
+}
+
+void api_json_owned(struct pl_http_response *res, int status, char *json)
+{
+    pl_http_text(res, status, "application/json", json);
+}
+
+void api_actor(const struct pl_principal *who, char *buf, size_t bufsz)
+{
+    snprintf(buf, bufsz, "key:%s", who->key_id);
+}

@@ -1,0 +1,44 @@
+/* The api service: shared request plumbing for its route modules. */
+#ifndef PL_API_H
+#define PL_API_H
+
+#include "auth.h"
+#include "http.h"
+#include "pg.h"
+#include "service.h"
+
+#include <stdbool.h>
+
+/**
+ * @brief Authenticates the request and checks the role allowlist (and, for control-loop
+ *        routes, the plan). On failure the response is set (401/402/403/503).
+ * @returns true when the caller may go on.
+ */
+bool api_authorize(struct pl_http_request *req, struct pl_http_response *res, unsigned roles,
+                   bool control_loop, struct pl_principal *who);
+
+/** @brief Takes a pooled connection; on failure sets 503 and returns NULL. */
+PGconn *api_db(struct pl_http_request *req, struct pl_http_response *res);
+void api_db_release(struct pl_http_request *req, PGconn *conn);
+
+/** @brief Sets 500 for an unexpected database error and logs it. */
+void api_db_error(struct pl_http_response *res, const struct pl_pg_error *err);
+
+/** @brief Sets res to the JSON text (taken over and freed) with status. */
+void api_json_owned(struct pl_http_response *res, int status, char *json);
+
+/** @brief Actor id for audit and approved_by: "key:<uuid>". */
+void api_actor(const struct pl_principal *who, char *buf, size_t bufsz);
+
+void api_deployments_list(struct pl_http_request *req, struct pl_http_response *res);
+void api_deployments_get(struct pl_http_request *req, struct pl_http_response *res);
+void api_deployments_approve(struct pl_http_request *req, struct pl_http_response *res);
+void api_deployments_reject(struct pl_http_request *req, struct pl_http_response *res);
+void api_deployments_rollback(struct pl_http_request *req, struct pl_http_response *res);
+
+void api_projects_list(struct pl_http_request *req, struct pl_http_response *res);
+void api_projects_get(struct pl_http_request *req, struct pl_http_response *res);
+void api_projects_create(struct pl_http_request *req, struct pl_http_response *res);
+void api_projects_update(struct pl_http_request *req, struct pl_http_response *res);
+
+#endif

@@ -1,0 +1,196 @@
+/* The seed's deployment endpoints: list, get, approve, reject, rollback. */
+#include "api.h"
+
+#include "deploy.h"
+#include "deploy_store.h"
+#include "log.h"
+#include "params.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REJECT_REASON_MAX 1000
+
+void api_deployments_list(struct pl_http_request *req, struct pl_http_response *res)
+{
+    struct pl_principal who;
+    if (!api_authorize(req, res, PL_ROLES_ANY, true, &who))
+        return;
+    static const char *const allowed[] = {"status", "project_id", "limit", "offset", NULL};
+    const char *unknown = pl_http_query_unknown(req, allowed);
+    if (unknown) {
+        pl_http_error(res, 400, "unknown query parameter \"%s\"", unknown);
+        return;
+    }
+    const char *status = pl_http_query(req, "status");
+    enum pl_deploy_status st;
+    if (status && pl_deploy_status_parse(status, &st) != 0) {
+        pl_http_error(res, 400, "status must be one of proposed, ab_running, ab_passed, "
+                                "ab_failed, shipped, monitoring, regressed, rolled_back, rejected");
+        return;
+    }
+    const char *project = pl_http_query(req, "project_id");
+    if (project && !pl_uuid_valid(project)) {
+        pl_http_error(res, 400, "project_id must be a uuid");
+        return;
+    }
+    long long limit, offset;
+    char why[128];
+    if (pl_param_int("limit", pl_http_query(req, "limit"), 50, 1, 200, &limit, why,
+                     sizeof(why)) != 0 ||
+        pl_param_int("offset", pl_http_query(req, "offset"), 0, 0, 1000000000LL, &offset, why,
+                     sizeof(why)) != 0) {
+        pl_http_error(res, 400, "%s", why);
+        return;
+    }
+    PGconn *conn = api_db(req, res);
+    if (!conn)
+        return;
+    struct pl_pg_error err;
+    char *json = pl_deploy_store_list(conn, who.tenant_id, status, project, limit, offset, &err);
+    api_db_release(req, conn);
+    if (!json) {
+        api_db_error(res, &err);
+        return;
+    }
+    api_json_owned(res, 200, json);
+}
+
+void api_deployments_get(struct pl_http_request *req, struct pl_http_response *res)
+{
+    struct pl_principal who;
+    if (!api_authorize(req, res, PL_ROLES_ANY, true, &who))
+        return;
+    const char *id = req->params[0];
+    if (!pl_uuid_valid(id)) {
+        pl_http_error(res, 404, "deployment not found");
+        return;
+    }
+    PGconn *conn = api_db(req, res);
+    if (!conn)
+        return;
+    struct pl_pg_error err;
+    char *json = NULL;
+    int found = pl_deploy_store_get(conn, who.tenant_id, id, &json, &err);
+    api_db_release(req, conn);
+    if (found < 0)
+        api_db_error(res, &err);
+    else if (found == 0)
+        pl_http_error(res, 404, "deployment not found");
+    else
+        api_json_owned(res, 200, json);
+}
+
+/* Applies an owner's move through the guarded transition and maps the outcome to HTTP. */
+static void deployments_move(struct pl_http_request *req, struct pl_http_response *res,
+                             const struct pl_principal *who, enum pl_deploy_status to,
+                             const char *reason)
+{
+    const char *id = req->params[0];
+    if (!pl_uuid_valid(id)) {
+        pl_http_error(res, 404, "deployment not found");
+        return;
+    }
+    struct pl_service *svc = req->user;
+    char actor[48];
+    api_actor(who, actor, sizeof(actor));
+    struct pl_deploy_change ch = {
+        .tenant_id = who->tenant_id,
+        .deployment_id = id,
+        .to = to,
+        .actor = PL_ACTOR_OWNER,
+        .actor_id = actor,
+        .approved_by = to == PL_DEPLOY_SHIPPED ? who->key_id : NULL,
+        .rejection_reason = reason,
+        .events_topic = svc->cfg.kafka_topic_deployments,
+    };
+    PGconn *conn = api_db(req, res);
+    if (!conn)
+        return;
+    struct pl_pg_error err;
+    char *json = NULL, current[16] = "";
+    enum pl_transition_result r = pl_deploy_transition(conn, &ch, &json, current, &err);
+    api_db_release(req, conn);
+    switch (r) {
+    case PL_TRANSITION_OK:
+        pl_info("deployment %s -> %s by %s", id, pl_deploy_status_name(to), actor);
+        api_json_owned(res, 200, json);
+        break;
+    case PL_TRANSITION_NOT_FOUND:
+        pl_http_error(res, 404, "deployment not found");
+        break;
+    case PL_TRANSITION_CONFLICT: {
+        json_object *o = json_object_new_object();
+        char msg[128];
+        snprintf(msg, sizeof(msg), "cannot move a %s deployment to %s", current,
+                 pl_deploy_status_name(to));
+        json_object_object_add(o, "error", json_object_new_string(msg));
+        json_object_object_add(o, "status", json_object_new_string(current));
+        pl_http_json(res, 409, o);
+        break;
+    }
+    case PL_TRANSITION_ERROR:
+        api_db_error(res, &err);
+        break;
+    }
+}
+
+/* Approve and rollback take no body: anything but an empty one or {} is refused. */
+static bool deployments_no_body(struct pl_http_request *req, struct pl_http_response *res)
+{
+    char why[256];
+    json_object *body = pl_param_json_object(req->body, req->body_len, true, why, sizeof(why));
+    if (!body) {
+        pl_http_error(res, 400, "%s", why);
+        return false;
+    }
+    bool empty = json_object_object_length(body) == 0;
+    json_object_put(body);
+    if (!empty)
+        pl_http_error(res, 400, "this endpoint takes no fields");
+    return empty;
+}
+
+void api_deployments_approve(struct pl_http_request *req, struct pl_http_response *res)
+{
+    struct pl_principal who;
+    if (api_authorize(req, res, PL_ROLE_OWNER, true, &who) && deployments_no_body(req, res))
+        deployments_move(req, res, &who, PL_DEPLOY_SHIPPED, NULL);
+}
+
+void api_deployments_rollback(struct pl_http_request *req, struct pl_http_response *res)
+{
+    struct pl_principal who;
+    if (api_authorize(req, res, PL_ROLE_OWNER, true, &who) && deployments_no_body(req, res))
+        deployments_move(req, res, &who, PL_DEPLOY_ROLLED_BACK, NULL);
+}
+
+void api_deployments_reject(struct pl_http_request *req, struct pl_http_response *res)
+{
+    struct pl_principal who;
+    if (!api_authorize(req, res, PL_ROLE_OWNER, true, &who))
+        return;
+    char why[256];
+    json_object *body = pl_param_json_object(req->body, req->body_len, true, why, sizeof(why));
+    if (!body) {
+        pl_http_error(res, 400, "%s", why);
+        return;
+    }
+    static const struct pl_field_rule rules[] = {
+        {"reason", PL_FIELD_STRING, 0, REJECT_REASON_MAX},
+    };
+    enum pl_field_result fr = pl_param_check_fields(body, rules, 1, why, sizeof(why));
+    if (fr != PL_FIELDS_OK) {
+        pl_http_error(res, fr == PL_FIELDS_BAD_REQUEST ? 400 : 422, "%s", why);
+        json_object_put(body);
+        return;
+    }
+    json_object *reason;
+    deployments_move(req, res, &who, PL_DEPLOY_REJECTED,
+                     json_object_object_get_ex(body, "reason", &reason)
+                         ? json_object_get_string(reason)
+                         : "");
+    json_object_put(body);
+}

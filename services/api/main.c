@@ -1,0 +1,34 @@
+/* pl-api: REST API (SPEC 11). Wires the route table to the service runtime. */
+#include "api.h"
+#include "log.h"
+#include "util.h"
+
+#include <stdlib.h>
+
+static const struct pl_http_route api_routes[] = {
+    {"GET", "/v1/prompts/deployments", api_deployments_list},
+    {"GET", "/v1/prompts/deployments/{id}", api_deployments_get},
+    {"POST", "/v1/prompts/deployments/{id}/approve", api_deployments_approve},
+    {"POST", "/v1/prompts/deployments/{id}/reject", api_deployments_reject},
+    {"POST", "/v1/prompts/deployments/{id}/rollback", api_deployments_rollback},
+    {"GET", "/v1/projects", api_projects_list},
+    {"POST", "/v1/projects", api_projects_create},
+    {"GET", "/v1/projects/{id}", api_projects_get},
+    {"PATCH", "/v1/projects/{id}", api_projects_update},
+};
+
+int main(int argc, char **argv)
+{
+    struct pl_service svc;
+    int rc = EXIT_FAILURE;
+    if (pl_service_start(&svc, "api", argc, argv, api_routes,
+                         sizeof(api_routes) / sizeof(api_routes[0]), NULL) != 0)
+        goto out;
+    while (pl_running)
+        pl_sleep_ms(100);
+    pl_info("api: shutting down");
+    rc = EXIT_SUCCESS;
+out:
+    pl_service_stop(&svc);
+    return rc;
+}

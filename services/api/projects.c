@@ -1,0 +1,172 @@
+/* Projects: list, get, create (member/owner) and settings changes (owner: they are the
+ * control loop's safety gates). */
+#include "api.h"
+
+#include "params.h"
+#include "project_store.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct pl_field_rule project_rules[] = {
+    {"name", PL_FIELD_STRING, 1, 200},
+    {"prompt_autoship_enabled", PL_FIELD_BOOL, 0, 0},
+    {"auto_rollback_enabled", PL_FIELD_BOOL, 0, 0},
+    {"cluster_min_size", PL_FIELD_INT, 2, 100000},
+};
+#define PROJECT_NRULES (sizeof(project_rules) / sizeof(project_rules[0]))
+
+void api_projects_list(struct pl_http_request *req, struct pl_http_response *res)
+{
+    struct pl_principal who;
+    if (!api_authorize(req, res, PL_ROLES_ANY, false, &who))
+        return;
+    static const char *const allowed[] = {"limit", "offset", NULL};
+    const char *unknown = pl_http_query_unknown(req, allowed);
+    if (unknown) {
+        pl_http_error(res, 400, "unknown query parameter \"%s\"", unknown);
+        return;
+    }
+    long long limit, offset;
+    char why[128];
+    if (pl_param_int("limit", pl_http_query(req, "limit"), 50, 1, 200, &limit, why,
+                     sizeof(why)) != 0 ||
+        pl_param_int("offset", pl_http_query(req, "offset"), 0, 0, 1000000000LL, &offset, why,
+                     sizeof(why)) != 0) {
+        pl_http_error(res, 400, "%s", why);
+        return;
+    }
+    PGconn *conn = api_db(req, res);
+    if (!conn)
+        return;
+    struct pl_pg_error err;
+    char *json = pl_project_store_list(conn, who.tenant_id, limit, offset, &err);
+    api_db_release(req, conn);
+    if (!json)
+        api_db_error(res, &err);
+    else
+        api_json_owned(res, 200, json);
+}
+
+void api_projects_get(struct pl_http_request *req, struct pl_http_response *res)
+{
+    struct pl_principal who;
+    if (!api_authorize(req, res, PL_ROLES_ANY, false, &who))
+        return;
+    if (!pl_uuid_valid(req->params[0])) {
+        pl_http_error(res, 404, "project not found");
+        return;
+    }
+    PGconn *conn = api_db(req, res);
+    if (!conn)
+        return;
+    struct pl_pg_error err;
+    char *json = NULL;
+    int found = pl_project_store_get(conn, who.tenant_id, req->params[0], &json, &err);
+    api_db_release(req, conn);
+    if (found < 0)
+        api_db_error(res, &err);
+    else if (!found)
+        pl_http_error(res, 404, "project not found");
+    else
+        api_json_owned(res, 200, json);
+}
+
+/* Parses and checks a project body; sets the error response and returns NULL if bad. */
+static json_object *projects_body(struct pl_http_request *req, struct pl_http_response *res,
+                                  bool name_required)
+{
+    char why[256];
+    json_object *body = pl_param_json_object(req->body, req->body_len, false, why, sizeof(why));
+    if (!body) {
+        pl_http_error(res, 400, "%s", why);
+        return NULL;
+    }
+    enum pl_field_result fr =
+        pl_param_check_fields(body, project_rules, PROJECT_NRULES, why, sizeof(why));
+    if (fr != PL_FIELDS_OK) {
+        pl_http_error(res, fr == PL_FIELDS_BAD_REQUEST ? 400 : 422, "%s", why);
+        json_object_put(body);
+        return NULL;
+    }
+    if (name_required && !json_object_object_get_ex(body, "name", NULL)) {
+        pl_http_error(res, 400, "name is required");
+        json_object_put(body);
+        return NULL;
+    }
+    if (json_object_object_length(body) == 0) {
+        pl_http_error(res, 400, "no fields to change");
+        json_object_put(body);
+        return NULL;
+    }
+    return body;
+}
+
+void api_projects_create(struct pl_http_request *req, struct pl_http_response *res)
+{
+    struct pl_principal who;
+    if (!api_authorize(req, res, PL_ROLES_WRITE, false, &who))
+        return;
+    json_object *body = projects_body(req, res, true);
+    if (!body)
+        return;
+    PGconn *conn = api_db(req, res);
+    if (!conn) {
+        json_object_put(body);
+        return;
+    }
+    char actor[48];
+    api_actor(&who, actor, sizeof(actor));
+    struct pl_pg_error err;
+    char *json = NULL;
+    int r = pl_project_store_create(conn, who.tenant_id, actor,
+                                    json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN),
+                                    &json, &err);
+    api_db_release(req, conn);
+    if (r < 0)
+        api_db_error(res, &err);
+    else if (r == 0)
+        pl_http_error(res, 409, "a project named \"%s\" already exists",
+                      json_object_get_string(json_object_object_get(body, "name")));
+    else
+        api_json_owned(res, 201, json);
+    json_object_put(body);
+}
+
+void api_projects_update(struct pl_http_request *req, struct pl_http_response *res)
+{
+    struct pl_principal who;
+    if (!api_authorize(req, res, PL_ROLE_OWNER, false, &who))
+        return;
+    if (!pl_uuid_valid(req->params[0])) {
+        pl_http_error(res, 404, "project not found");
+        return;
+    }
+    json_object *body = projects_body(req, res, false);
+    if (!body)
+        return;
+    PGconn *conn = api_db(req, res);
+    if (!conn) {
+        json_object_put(body);
+        return;
+    }
+    char actor[48];
+    api_actor(&who, actor, sizeof(actor));
+    struct pl_pg_error err;
+    char *json = NULL;
+    int r = pl_project_store_update(conn, who.tenant_id, req->params[0], actor,
+                                    json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN),
+                                    &json, &err);
+    api_db_release(req, conn);
+    if (r == -1)
+        api_db_error(res, &err);
+    else if (r == -2)
+        pl_http_error(res, 409, "another project already has that name");
+    else if (r == 0)
+        pl_http_error(res, 404, "project not found");
+    else
+        api_json_owned(res, 200, json);
+    json_object_put(body);
+}

@@ -1,0 +1,287 @@
+/* pl-admin: operations on a promptloop installation — schema migrations, tenants,
+ * projects, API keys, consumer-group offsets for replays, audit-chain verification.
+ * Settings come from the environment like the services' (PL_PG_DSN, PL_KAFKA_BROKERS). */
+#include "audit.h"
+#include "auth.h"
+#include "config.h"
+#include "log.h"
+#include "migrate.h"
+#include "pg.h"
+#include "project_store.h"
+#include "util.h"
+
+#include <json-c/json.h>
+#include <librdkafka/rdkafka.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char admin_usage[] =
+    "usage: pl-admin COMMAND [options]\n"
+    "  migrate\n"
+    "  tenant create --name NAME --plan starter|pro|team|enterprise\n"
+    "  project create --tenant ID --name NAME\n"
+    "  apikey create --tenant ID --role owner|member|viewer [--name NAME]\n"
+    "  offsets reset --group GROUP --topic TOPIC --to earliest|YYYY-MM-DDTHH:MM:SSZ\n"
+    "  audit verify --tenant ID\n"
+    "Environment: PL_PG_DSN, PL_KAFKA_BROKERS (see config/promptloop.cfg).\n";
+
+/* Returns the value of --name in argv, or NULL. */
+static const char *admin_opt(int argc, char **argv, const char *name)
+{
+    for (int i = 0; i + 1 < argc; i++)
+        if (strcmp(argv[i], name) == 0)
+            return argv[i + 1];
+    return NULL;
+}
+
+static int admin_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int admin_fail(const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "pl-admin: %s\n", msg);
+    return 1;
+}
+
+static PGconn *admin_connect(const struct pl_config *cfg)
+{
+    struct pl_pg_error err;
+    PGconn *conn = pl_pg_connect(cfg->pg_dsn, &err);
+    if (!conn)
+        admin_fail("cannot connect to the database: %s", err.message);
+    return conn;
+}
+
+/* Runs sql in a transaction with an audit entry; prints column 0 of the single row. */
+static int admin_insert(PGconn *conn, const char *sql, int n, const char *const *params,
+                        const char *tenant_param_or_null, const char *action, const char *detail)
+{
+    struct pl_pg_error err;
+    if (pl_pg_exec(conn, "BEGIN", 0, NULL, &err) != 0)
+        return admin_fail("%s", err.message);
+    PGresult *res = pl_pg_query(conn, sql, n, params, &err);
+    if (!res)
+        return admin_fail("%s", err.message);
+    const char *id = PQgetvalue(res, 0, 0);
+    const char *tenant = tenant_param_or_null ? tenant_param_or_null : id;
+    if (pl_audit_append(conn, tenant, "admin", action, id, detail, &err) != 0 ||
+        pl_pg_exec(conn, "COMMIT", 0, NULL, &err) != 0) {
+        PQclear(res);
+        return admin_fail("%s", err.message);
+    }
+    printf("%s\n", id);
+    PQclear(res);
+    return 0;
+}
+
+static int admin_tenant_create(PGconn *conn, int argc, char **argv)
+{
+    const char *name = admin_opt(argc, argv, "--name"), *plan = admin_opt(argc, argv, "--plan");
+    if (!name || !plan)
+        return admin_fail("%s", "tenant create needs --name and --plan");
+    if (strcmp(plan, "starter") && strcmp(plan, "pro") && strcmp(plan, "team") &&
+        strcmp(plan, "enterprise"))
+        return admin_fail("--plan must be starter, pro, team or enterprise, not \"%s\"", plan);
+    const char *params[2] = {name, plan};
+    return admin_insert(conn, "INSERT INTO tenants (name, plan) VALUES ($1, $2) RETURNING id", 2,
+                        params, NULL, "tenant.create", "{}");
+}
+
+static int admin_project_create(PGconn *conn, int argc, char **argv)
+{
+    const char *tenant = admin_opt(argc, argv, "--tenant"), *name = admin_opt(argc, argv, "--name");
+    if (!tenant || !name || !pl_uuid_valid(tenant))
+        return admin_fail("%s", "project create needs --tenant UUID and --name");
+    json_object *s = json_object_new_object();
+    json_object_object_add(s, "name", json_object_new_string(name));
+    struct pl_pg_error err;
+    char *json = NULL;
+    int r = pl_project_store_create(conn, tenant, "admin", json_object_to_json_string(s), &json,
+                                    &err);
+    json_object_put(s);
+    if (r < 0)
+        return admin_fail("%s", err.message);
+    if (r == 0)
+        return admin_fail("a project named \"%s\" already exists", name);
+    json_object *p = json_tokener_parse(json);
+    printf("%s\n", json_object_get_string(json_object_object_get(p, "id")));
+    json_object_put(p);
+    free(json);
+    return 0;
+}
+
+static int admin_apikey_create(PGconn *conn, int argc, char **argv)
+{
+    const char *tenant = admin_opt(argc, argv, "--tenant"), *role = admin_opt(argc, argv, "--role");
+    const char *name = admin_opt(argc, argv, "--name");
+    enum pl_role r;
+    if (!tenant || !pl_uuid_valid(tenant) || !role || pl_auth_role_parse(role, &r) != 0)
+        return admin_fail("%s", "apikey create needs --tenant UUID and --role owner|member|viewer");
+    char key[PL_API_KEY_LEN + 1], hash[65], prefix[12];
+    if (pl_auth_key_new(key, hash, prefix) != 0)
+        return admin_fail("%s", "no random source");
+    const char *params[5] = {tenant, name ? name : "", role, hash, prefix};
+    struct pl_pg_error err;
+    if (pl_pg_exec(conn, "BEGIN", 0, NULL, &err) != 0)
+        return admin_fail("%s", err.message);
+    PGresult *res = pl_pg_query(conn,
+                                "INSERT INTO api_keys (tenant_id, name, role, key_hash, prefix)"
+                                " VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                                5, params, &err);
+    if (!res)
+        return admin_fail("%s", err.message);
+    char detail[128];
+    snprintf(detail, sizeof(detail), "{\"role\":\"%s\",\"prefix\":\"%s\"}", role, prefix);
+    int failed = pl_audit_append(conn, tenant, "admin", "apikey.create", PQgetvalue(res, 0, 0),
+                                 detail, &err) != 0 ||
+                 pl_pg_exec(conn, "COMMIT", 0, NULL, &err) != 0;
+    PQclear(res);
+    if (failed)
+        return admin_fail("%s", err.message);
+    printf("%s\n", key); /* shown once: only its hash is stored */
+    return 0;
+}
+
+/* Parses YYYY-MM-DDTHH:MM:SSZ to milliseconds since the epoch. */
+static int admin_parse_time(const char *s, int64_t *ms)
+{
+    struct tm tm = {0};
+    const char *end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (!end || *end)
+        return -1;
+    *ms = (int64_t)timegm(&tm) * 1000;
+    return 0;
+}
+
+static int admin_offsets_reset(const struct pl_config *cfg, int argc, char **argv)
+{
+    const char *group = admin_opt(argc, argv, "--group"), *topic = admin_opt(argc, argv, "--topic");
+    const char *to = admin_opt(argc, argv, "--to");
+    int64_t when = 0;
+    bool earliest = to && strcmp(to, "earliest") == 0;
+    if (!group || !topic || !to || (!earliest && admin_parse_time(to, &when) != 0))
+        return admin_fail("%s", "offsets reset needs --group, --topic and --to "
+                                "earliest|YYYY-MM-DDTHH:MM:SSZ");
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", cfg->kafka_brokers, err, sizeof(err)) ||
+        rd_kafka_conf_set(conf, "group.id", group, err, sizeof(err)) ||
+        rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof(err))) {
+        rd_kafka_conf_destroy(conf);
+        return admin_fail("%s", err);
+    }
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        return admin_fail("%s", err);
+    }
+    int rc = 1;
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) || md->topic_cnt != 1 || md->topics[0].err) {
+        admin_fail("topic %s not found or broker unreachable", topic);
+        goto out;
+    }
+    int nparts = md->topics[0].partition_cnt;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(nparts);
+    for (int p = 0; p < nparts; p++) {
+        int64_t lo = 0, hi = 0;
+        if (rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000)) {
+            admin_fail("cannot read offsets of %s", topic);
+            rd_kafka_topic_partition_list_destroy(l);
+            goto out;
+        }
+        rd_kafka_topic_partition_list_add(l, topic, p)->offset = earliest ? lo : when;
+    }
+    if (!earliest) {
+        rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(rk, l, 10000);
+        if (e) {
+            admin_fail("offsets for time: %s", rd_kafka_err2str(e));
+            rd_kafka_topic_partition_list_destroy(l);
+            goto out;
+        }
+        for (int i = 0; i < l->cnt; i++) /* no message at or after the time: the end */
+            if (l->elems[i].offset < 0) {
+                int64_t lo, hi;
+                rd_kafka_query_watermark_offsets(rk, topic, l->elems[i].partition, &lo, &hi,
+                                                 10000);
+                l->elems[i].offset = hi;
+            }
+    }
+    rd_kafka_resp_err_t e = rd_kafka_commit(rk, l, 0);
+    if (e) {
+        admin_fail("commit failed (stop the group's consumers first): %s", rd_kafka_err2str(e));
+    } else {
+        for (int i = 0; i < l->cnt; i++)
+            printf("%s[%d] -> %lld\n", topic, l->elems[i].partition,
+                   (long long)l->elems[i].offset);
+        rc = 0;
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+out:
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    pl_log_init("admin", PL_LOG_WARN);
+    struct pl_config cfg;
+    char err[512];
+    pl_config_defaults(&cfg, "admin");
+    if (pl_config_load(&cfg, NULL, err, sizeof(err)) != 0)
+        return admin_fail("%s", err);
+    if (argc < 2) {
+        fputs(admin_usage, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1], *sub = argc > 2 ? argv[2] : "";
+    if (strcmp(cmd, "offsets") == 0 && strcmp(sub, "reset") == 0)
+        return admin_offsets_reset(&cfg, argc - 3, argv + 3);
+
+    int (*fn)(PGconn *, int, char **) = NULL;
+    if (strcmp(cmd, "tenant") == 0 && strcmp(sub, "create") == 0)
+        fn = admin_tenant_create;
+    else if (strcmp(cmd, "project") == 0 && strcmp(sub, "create") == 0)
+        fn = admin_project_create;
+    else if (strcmp(cmd, "apikey") == 0 && strcmp(sub, "create") == 0)
+        fn = admin_apikey_create;
+    else if (strcmp(cmd, "migrate") != 0 && !(strcmp(cmd, "audit") == 0 && strcmp(sub, "verify") == 0)) {
+        fputs(admin_usage, stderr);
+        return 2;
+    }
+    PGconn *conn = admin_connect(&cfg);
+    if (!conn)
+        return 1;
+    int rc;
+    if (fn) {
+        rc = fn(conn, argc - 3, argv + 3);
+    } else if (strcmp(cmd, "migrate") == 0) {
+        int n = pl_migrate_apply(conn, err, sizeof(err));
+        rc = n < 0 ? admin_fail("migrate: %s", err) : 0;
+        if (n >= 0)
+            printf("%d migration(s) applied\n", n);
+    } else {
+        const char *tenant = admin_opt(argc - 3, argv + 3, "--tenant");
+        if (!tenant || !pl_uuid_valid(tenant)) {
+            rc = admin_fail("%s", "audit verify needs --tenant UUID");
+        } else {
+            long long n = pl_audit_verify(conn, tenant, err, sizeof(err));
+            rc = n < 0 ? admin_fail("audit chain broken: %s", err) : 0;
+            if (n >= 0)
+                printf("audit chain ok: %lld entries\n", n);
+        }
+    }
+    PQfinish(conn);
+    return rc;
+}
