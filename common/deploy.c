@@ -170,7 +170,7 @@ enum pl_transition_result pl_deploy_transition(PGconn *conn, const struct pl_dep
     json_object_object_add(ev, "at", json_object_new_string(PQgetvalue(res, 0, 3)));
     json_object_object_add(ev, "actor", json_object_new_string(ch->actor_id ? ch->actor_id
                                                                             : actor_name));
-    const char *ev_text = json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN);
+    const char *ev_text = json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 
     json_object *detail = json_object_new_object();
     json_object_object_add(detail, "from", json_object_new_string(from_name));
@@ -178,7 +178,7 @@ enum pl_transition_result pl_deploy_transition(PGconn *conn, const struct pl_dep
     json_object_object_add(detail, "role", json_object_new_string(actor_name));
     if (ch->rejection_reason)
         json_object_object_add(detail, "reason", json_object_new_string(ch->rejection_reason));
-    const char *detail_text = json_object_to_json_string_ext(detail, JSON_C_TO_STRING_PLAIN);
+    const char *detail_text = json_object_to_json_string_ext(detail, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 
     int failed = pl_outbox_write(conn, ch->events_topic, ch->deployment_id, ev_text, err) ||
                  pl_audit_append(conn, ch->tenant_id, ch->actor_id ? ch->actor_id : actor_name,

@@ -16,18 +16,16 @@ char *pl_deploy_store_list(PGconn *conn, const char *tenant_id, const char *stat
      * body is built by the database in one round trip. */
     PGresult *res = pl_pg_query(
         conn,
-        "SELECT json_build_object("
-        " 'items', coalesce((SELECT json_agg(pl_deployment_json(p) ORDER BY p.created_at DESC,"
-        "   p.id DESC) FROM (SELECT * FROM prompt_deployments WHERE tenant_id = $1"
-        "     AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR project_id = $3)"
-        "     ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5) p), '[]'::json),"
-        " 'total', (SELECT count(*) FROM prompt_deployments WHERE tenant_id = $1"
-        "     AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR project_id = $3)),"
-        " 'limit', $4::int, 'offset', $5::bigint)::text",
+        "SELECT coalesce(string_agg(pl_deployment_json(p)::text, ',' ORDER BY p.created_at DESC, p.id DESC),"
+        " ''), (SELECT count(*) FROM prompt_deployments WHERE tenant_id = $1"
+"     AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR project_id = $3)"
+        " ) FROM (SELECT * FROM prompt_deployments WHERE tenant_id = $1"
+"     AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR project_id = $3)"
+        "     ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5) p",
         5, params, err);
     if (!res)
         return NULL;
-    char *json = strdup(PQgetvalue(res, 0, 0));
+    char *json = pl_list_envelope(PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), limit, offset);
     PQclear(res);
     return json;
 }

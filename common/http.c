@@ -68,7 +68,7 @@ static bool http_route_match(const char *pattern, const char *path, char *segbuf
 
 void pl_http_json(struct pl_http_response *res, int status, json_object *obj)
 {
-    const char *text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN);
+    const char *text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
     pl_http_json_text(res, status, text, strlen(text));
     json_object_put(obj);
 }
@@ -180,7 +180,9 @@ static void http_dispatch(struct pl_http_server *srv, struct MHD_Connection *con
                               &req.nparams))
             continue;
         path_matched = true;
-        if (strcmp(srv->routes[i].method, method) != 0)
+        /* HEAD is GET without the body (MHD drops the body for HEAD). */
+        const char *as = strcmp(method, "HEAD") == 0 ? "GET" : method;
+        if (strcmp(srv->routes[i].method, as) != 0)
             continue;
         req.body = up->buf ? up->buf : "";
         req.body_len = up->len;
@@ -283,10 +285,10 @@ struct pl_http_server *pl_http_server_start(const char *bind, int port, int thre
     srv->user = user;
     srv->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-        http_access, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        http_access, srv, MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads, MHD_OPTION_NOTIFY_COMPLETED,
-        http_completed, NULL, MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, NULL,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+        http_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_LISTENING_ADDRESS_REUSE,
         (unsigned)1, MHD_OPTION_END);
     if (!srv->daemon) {
         snprintf(err, errsz, "cannot listen on %s:%d", bind, port);

@@ -395,7 +395,7 @@ int pl_kafka_dlq_send(struct pl_producer *p, const char *dlq_topic, const rd_kaf
     json_object_object_add(rec, "error", json_object_new_string(reason));
     json_object_object_add(rec, "payload_base64", json_object_new_string((char *)b64));
     json_object_object_add(rec, "at", json_object_new_string(at));
-    const char *text = json_object_to_json_string_ext(rec, JSON_C_TO_STRING_PLAIN);
+    const char *text = json_object_to_json_string_ext(rec, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
     struct pl_kafka_msg out = {
         .topic = dlq_topic,
         .partition = RD_KAFKA_PARTITION_UA,

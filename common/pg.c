@@ -168,3 +168,13 @@ long long pl_pg_getll(const PGresult *res, int row, int col)
         return 0;
     return strtoll(PQgetvalue(res, row, col), NULL, 10);
 }
+
+char *pl_list_envelope(const char *items, const char *total, long long limit, long long offset)
+{
+    size_t cap = strlen(items) + strlen(total) + 96;
+    char *s = malloc(cap);
+    if (s)
+        snprintf(s, cap, "{\"items\":[%s],\"total\":%s,\"limit\":%lld,\"offset\":%lld}", items,
+                 total, limit, offset);
+    return s;
+}

@@ -56,6 +56,12 @@ bool pl_pg_error_retryable(const struct pl_pg_error *err);
 /** @brief The integer in a result cell (0 when NULL); for columns the schema makes integers. */
 long long pl_pg_getll(const PGresult *res, int row, int col);
 
+/**
+ * @brief Builds the API list body {"items":[items],"total":N,"limit":L,"offset":O} from
+ *        comma-joined item objects. @returns a string the caller frees (NULL: no memory).
+ */
+char *pl_list_envelope(const char *items, const char *total, long long limit, long long offset);
+
 /** @brief Connects one connection directly (tools); NULL with err on failure. */
 PGconn *pl_pg_connect(const char *dsn, struct pl_pg_error *err);
 

@@ -15,16 +15,14 @@ char *pl_project_store_list(PGconn *conn, const char *tenant_id, long long limit
     const char *params[3] = {tenant_id, lim, off};
     PGresult *res = pl_pg_query(
         conn,
-        "SELECT json_build_object("
-        " 'items', coalesce((SELECT json_agg(pl_project_json(p) ORDER BY p.created_at DESC,"
-        "   p.id DESC) FROM (SELECT * FROM projects WHERE tenant_id = $1"
-        "     ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3) p), '[]'::json),"
-        " 'total', (SELECT count(*) FROM projects WHERE tenant_id = $1),"
-        " 'limit', $2::int, 'offset', $3::bigint)::text",
+        "SELECT coalesce(string_agg(pl_project_json(p)::text, ',' ORDER BY p.created_at DESC, p.id DESC),"
+        " ''), (SELECT count(*) FROM projects WHERE tenant_id = $1"
+        " ) FROM (SELECT * FROM projects WHERE tenant_id = $1"
+        "     ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3) p",
         3, params, err);
     if (!res)
         return NULL;
-    char *json = strdup(PQgetvalue(res, 0, 0));
+    char *json = pl_list_envelope(PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), limit, offset);
     PQclear(res);
     return json;
 }

@@ -221,27 +221,21 @@ CREATE FUNCTION pl_ts(t timestamptz) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') $$;
 
--- The seed's PromptDeployment object, built in one place.
+-- The seed's PromptDeployment object, built in one place. row_to_json writes compact JSON
+-- (json_build_object would put spaces around every colon).
 CREATE FUNCTION pl_deployment_json(d prompt_deployments) RETURNS json
     LANGUAGE sql STABLE PARALLEL SAFE
-    AS $$ SELECT json_build_object(
-        'id', d.id, 'tenant_id', d.tenant_id, 'project_id', d.project_id,
-        'cluster_signature', d.cluster_signature, 'status', d.status,
-        'current_prompt', d.current_prompt, 'proposed_prompt', d.proposed_prompt,
-        'rationale', d.rationale, 'ab_report', d.ab_report,
-        'regression_metric', d.regression_metric,
-        'shipped_at', pl_ts(d.shipped_at), 'rolled_back_at', pl_ts(d.rolled_back_at),
-        'approved_by', d.approved_by, 'rejection_reason', d.rejection_reason,
-        'prompt_id', d.prompt_id, 'base_version_id', d.base_version_id,
-        'shipped_version_id', d.shipped_version_id, 'cluster_id', d.cluster_id,
-        'created_at', pl_ts(d.created_at), 'updated_at', pl_ts(d.updated_at)) $$;
+    AS $$ SELECT row_to_json(x) FROM (SELECT
+        d.id, d.tenant_id, d.project_id, d.cluster_signature, d.status, d.current_prompt,
+        d.proposed_prompt, d.rationale, d.ab_report, d.regression_metric,
+        pl_ts(d.shipped_at) AS shipped_at, pl_ts(d.rolled_back_at) AS rolled_back_at,
+        d.approved_by, d.rejection_reason, d.prompt_id, d.base_version_id,
+        d.shipped_version_id, d.cluster_id,
+        pl_ts(d.created_at) AS created_at, pl_ts(d.updated_at) AS updated_at) x $$;
 
 CREATE FUNCTION pl_project_json(p projects) RETURNS json
     LANGUAGE sql STABLE PARALLEL SAFE
-    AS $$ SELECT json_build_object(
-        'id', p.id, 'tenant_id', p.tenant_id, 'name', p.name,
-        'prompt_autoship_enabled', p.prompt_autoship_enabled,
-        'auto_rollback_enabled', p.auto_rollback_enabled,
-        'cluster_min_size', p.cluster_min_size,
-        'created_at', pl_ts(p.created_at), 'updated_at', pl_ts(p.updated_at),
-        'archived_at', pl_ts(p.archived_at)) $$;
+    AS $$ SELECT row_to_json(x) FROM (SELECT
+        p.id, p.tenant_id, p.name, p.prompt_autoship_enabled, p.auto_rollback_enabled,
+        p.cluster_min_size, pl_ts(p.created_at) AS created_at, pl_ts(p.updated_at) AS updated_at,
+        pl_ts(p.archived_at) AS archived_at) x $$;

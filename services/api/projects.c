@@ -122,7 +122,7 @@ void api_projects_create(struct pl_http_request *req, struct pl_http_response *r
     struct pl_pg_error err;
     char *json = NULL;
     int r = pl_project_store_create(conn, who.tenant_id, actor,
-                                    json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN),
+                                    json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
                                     &json, &err);
     api_db_release(req, conn);
     if (r < 0)
@@ -157,7 +157,7 @@ void api_projects_update(struct pl_http_request *req, struct pl_http_response *r
     struct pl_pg_error err;
     char *json = NULL;
     int r = pl_project_store_update(conn, who.tenant_id, req->params[0], actor,
-                                    json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN),
+                                    json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
                                     &json, &err);
     api_db_release(req, conn);
     if (r == -1)

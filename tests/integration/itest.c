@@ -1,0 +1,351 @@
+#include "itest.h"
+
+#include "auth.h"
+#include "util.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <curl/curl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+const char *itest_env(const char *name)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        fail_msg("environment %s is not set: run the tests through scripts/test", name);
+    return v;
+}
+
+struct itest_buf {
+    char *data;
+    size_t len;
+};
+
+static size_t itest_write(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct itest_buf *b = userdata;
+    size_t n = size * nmemb;
+    char *nd = realloc(b->data, b->len + n + 1);
+    if (!nd)
+        return 0;
+    memcpy(nd + b->len, ptr, n);
+    b->data = nd;
+    b->len += n;
+    b->data[b->len] = '\0';
+    return n;
+}
+
+struct itest_response itest_http(const char *base_url, const char *method, const char *path,
+                                 const char *key, const char *body)
+{
+    struct itest_response r = {0};
+    struct itest_buf b = {0};
+    char url[2048], auth[128];
+    snprintf(url, sizeof(url), "%s%s", base_url, path);
+    CURL *c = curl_easy_init();
+    assert_non_null(c);
+    struct curl_slist *h = NULL;
+    if (key) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
+        h = curl_slist_append(h, auth);
+    }
+    if (body)
+        h = curl_slist_append(h, "Content-Type: application/json");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, itest_write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    }
+    CURLcode rc = curl_easy_perform(c);
+    if (rc != CURLE_OK)
+        fail_msg("%s %s: %s", method, url, curl_easy_strerror(rc));
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    r.body = b.data ? b.data : strdup("");
+    r.json = json_tokener_parse(r.body);
+    return r;
+}
+
+struct itest_response itest_api(const char *method, const char *path, const char *key,
+                                const char *body)
+{
+    return itest_http(itest_env("PL_API_URL"), method, path, key, body);
+}
+
+void itest_response_free(struct itest_response *r)
+{
+    free(r->body);
+    json_object_put(r->json);
+    memset(r, 0, sizeof(*r));
+}
+
+const char *itest_json_str(const struct itest_response *r, const char *field)
+{
+    json_object *v;
+    if (!r->json || !json_object_object_get_ex(r->json, field, &v) ||
+        !json_object_is_type(v, json_type_string))
+        return NULL;
+    return json_object_get_string(v);
+}
+
+static void itest_quiet_notice(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
+PGconn *itest_pg(const char *dsn)
+{
+    PGconn *c = PQconnectdb(dsn ? dsn : itest_env("PL_PG_DSN"));
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("database: %s", PQerrorMessage(c));
+    PQsetNoticeProcessor(c, itest_quiet_notice, NULL);
+    return c;
+}
+
+char *itest_sql(PGconn *conn, const char *sql, int n, const char *const *params)
+{
+    PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(res);
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)
+        fail_msg("SQL failed: %s\n%s", PQresultErrorMessage(res), sql);
+    char *v = strdup(st == PGRES_TUPLES_OK && PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "");
+    PQclear(res);
+    return v;
+}
+
+static void itest_key_new(PGconn *conn, const char *tenant, const char *role, char *out)
+{
+    char key[PL_API_KEY_LEN + 1], hash[65], prefix[12];
+    assert_int_equal(pl_auth_key_new(key, hash, prefix), 0);
+    const char *p[4] = {tenant, role, hash, prefix};
+    free(itest_sql(conn,
+                   "INSERT INTO api_keys (tenant_id, name, role, key_hash, prefix)"
+                   " VALUES ($1, 'itest', $2, $3, $4)",
+                   4, p));
+    snprintf(out, 64, "%s", key);
+}
+
+void itest_tenant_new(PGconn *conn, const char *plan, struct itest_tenant *t)
+{
+    const char *p[1] = {plan};
+    char *id = itest_sql(conn,
+                         "INSERT INTO tenants (name, plan) VALUES ('itest-' || gen_random_uuid(),"
+                         " $1) RETURNING id",
+                         1, p);
+    snprintf(t->id, sizeof(t->id), "%s", id);
+    free(id);
+    const char *p2[1] = {t->id};
+    char *pid = itest_sql(conn,
+                          "INSERT INTO projects (tenant_id, name) VALUES ($1, 'itest')"
+                          " RETURNING id",
+                          1, p2);
+    snprintf(t->project_id, sizeof(t->project_id), "%s", pid);
+    free(pid);
+    itest_key_new(conn, t->id, "owner", t->owner_key);
+    itest_key_new(conn, t->id, "member", t->member_key);
+    itest_key_new(conn, t->id, "viewer", t->viewer_key);
+}
+
+void itest_deployment_new(PGconn *conn, const struct itest_tenant *t, const char *status,
+                          char id[37])
+{
+    const char *p[3] = {t->id, t->project_id, status};
+    char *v = itest_sql(conn,
+                        "INSERT INTO prompt_deployments (tenant_id, project_id, cluster_signature,"
+                        " status, current_prompt, proposed_prompt, rationale)"
+                        " VALUES ($1, $2, 'sha256:' || md5(random()::text), $3,"
+                        " 'You are a helpful assistant.', 'You are a helpful assistant."
+                        " Answer in JSON.', 'adds a JSON instruction') RETURNING id",
+                        3, p);
+    snprintf(id, 37, "%s", v);
+    free(v);
+}
+
+json_object *itest_kafka_read(const char *topic, const char *const *keys, size_t n,
+                              int deadline_ms)
+{
+    char err[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", itest_env("PL_KAFKA_BROKERS"), err, sizeof(err));
+    rd_kafka_conf_set(conf, "group.id", "itest-reader", err, sizeof(err));
+    rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof(err));
+    rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    assert_non_null(rk);
+    const struct rd_kafka_metadata *md;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    assert_int_equal(rd_kafka_metadata(rk, 0, rkt, &md, 10000), 0);
+    int nparts = md->topics[0].partition_cnt;
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(nparts);
+    int64_t *end = calloc((size_t)nparts, sizeof(*end));
+    int64_t *next = calloc((size_t)nparts, sizeof(*next));
+    for (int p = 0; p < nparts; p++) {
+        int64_t lo, hi;
+        assert_int_equal(rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000), 0);
+        end[p] = hi;
+        next[p] = lo;
+        rd_kafka_topic_partition_list_add(l, topic, p)->offset = lo;
+    }
+    rd_kafka_assign(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    json_object *out = json_object_new_array();
+    int64_t deadline = pl_now_ms() + deadline_ms;
+    for (;;) {
+        bool done = true;
+        for (int p = 0; p < nparts; p++)
+            if (next[p] < end[p])
+                done = false;
+        if (done || pl_now_ms() > deadline)
+            break;
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+        if (!m)
+            continue;
+        if (!m->err) {
+            next[m->partition] = m->offset + 1;
+            for (size_t i = 0; i < n; i++)
+                if (m->key && m->key_len == strlen(keys[i]) &&
+                    memcmp(m->key, keys[i], m->key_len) == 0) {
+                    char *text = strndup(m->payload, m->len);
+                    json_object *v = json_tokener_parse(text);
+                    free(text);
+                    assert_non_null(v);
+                    json_object_array_add(out, v);
+                }
+        }
+        rd_kafka_message_destroy(m);
+    }
+    free(end);
+    free(next);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return out;
+}
+
+pid_t itest_spawn(const char *const *argv, const char *const *env, const char *log_path)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        for (const char *const *e = env; e && *e; e++)
+            putenv((char *)*e);
+        FILE *f = fopen(log_path, "w");
+        if (f) {
+            dup2(fileno(f), 2);
+            dup2(fileno(f), 1);
+        }
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+int itest_wait(pid_t pid, int timeout_ms)
+{
+    int64_t deadline = pl_now_ms() + timeout_ms;
+    int status;
+    while (pl_now_ms() <= deadline) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return status;
+        pl_sleep_ms(20);
+    }
+    return -1;
+}
+
+bool itest_wait_http_ok(const char *url, int timeout_ms)
+{
+    int64_t deadline = pl_now_ms() + timeout_ms;
+    while (pl_now_ms() <= deadline) {
+        CURL *c = curl_easy_init();
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT, 2L);
+        long status = 0;
+        if (curl_easy_perform(c) == CURLE_OK)
+            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_cleanup(c);
+        if (status == 200)
+            return true;
+        pl_sleep_ms(50);
+    }
+    return false;
+}
+
+bool itest_wait_file_contains(const char *path, const char *needle, int timeout_ms)
+{
+    int64_t deadline = pl_now_ms() + timeout_ms;
+    while (pl_now_ms() <= deadline) {
+        FILE *f = fopen(path, "r");
+        if (f) {
+            char line[4096];
+            bool found = false;
+            while (!found && fgets(line, sizeof(line), f))
+                found = strstr(line, needle) != NULL;
+            fclose(f);
+            if (found)
+                return true;
+        }
+        pl_sleep_ms(50);
+    }
+    return false;
+}
+
+int itest_free_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t len = sizeof(a);
+    getsockname(s, (struct sockaddr *)&a, &len);
+    close(s);
+    return ntohs(a.sin_port);
+}
+
+void itest_bin(const char *name, char *buf, size_t bufsz)
+{
+    snprintf(buf, bufsz, "%s/%s", itest_env("PL_BIN_DIR"), name);
+}
+
+bool itest_outbox_drained(PGconn *conn, const char *const *keys, size_t n, int timeout_ms)
+{
+    char arr[8192];
+    size_t len = (size_t)snprintf(arr, sizeof(arr), "{");
+    for (size_t i = 0; i < n && len < sizeof(arr); i++)
+        len += (size_t)snprintf(arr + len, sizeof(arr) - len, "%s%s", i ? "," : "", keys[i]);
+    snprintf(arr + len, sizeof(arr) - len, "}");
+    const char *p[1] = {arr};
+    int64_t deadline = pl_now_ms() + timeout_ms;
+    while (pl_now_ms() <= deadline) {
+        char *left = itest_sql(conn,
+                               "SELECT count(*) FROM outbox WHERE key = ANY($1::text[])"
+                               " AND published_at IS NULL",
+                               1, p);
+        bool drained = strcmp(left, "0") == 0;
+        free(left);
+        if (drained)
+            return true;
+        pl_sleep_ms(50);
+    }
+    return false;
+}

@@ -1,0 +1,83 @@
+/* Helpers for integration tests against the running local stack (scripts/stack up): real
+ * HTTP over loopback, the real PostgreSQL and the real (mock-cluster) Kafka broker. */
+#ifndef PL_ITEST_H
+#define PL_ITEST_H
+
+#include <json-c/json.h>
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/** @brief Reads a required environment variable (fails the test when missing). */
+const char *itest_env(const char *name);
+
+struct itest_response {
+    long status;
+    char *body;        /* NUL-terminated, owned */
+    json_object *json; /* parsed body or NULL, owned */
+};
+
+/** @brief Sends a request to base_url + path with an optional bearer key and JSON body. */
+struct itest_response itest_http(const char *base_url, const char *method, const char *path,
+                                 const char *key, const char *body);
+/** @brief The same against $PL_API_URL. */
+struct itest_response itest_api(const char *method, const char *path, const char *key,
+                                const char *body);
+void itest_response_free(struct itest_response *r);
+
+/** @brief A string member of the response JSON, or NULL. */
+const char *itest_json_str(const struct itest_response *r, const char *field);
+
+/** @brief A connection to $PL_PG_DSN (or dsn if not NULL); fails the test on error. */
+PGconn *itest_pg(const char *dsn);
+
+/** @brief Runs SQL with text parameters and returns the first column of the first row as a
+ *         new string ("" when no rows); fails the test on error. */
+char *itest_sql(PGconn *conn, const char *sql, int n, const char *const *params);
+
+struct itest_tenant {
+    char id[37];
+    char project_id[37];
+    char owner_key[64], member_key[64], viewer_key[64];
+};
+
+/** @brief Creates a tenant on plan with a project and three keys (directly in the DB). */
+void itest_tenant_new(PGconn *conn, const char *plan, struct itest_tenant *t);
+
+/** @brief Inserts a deployment in the given status; returns its id (37 bytes). */
+void itest_deployment_new(PGconn *conn, const struct itest_tenant *t, const char *status,
+                          char id[37]);
+
+/**
+ * @brief Reads topic from the beginning to its end and returns the messages whose key is
+ *        in keys (n of them), in offset order per partition, as a JSON array of the parsed
+ *        values (caller puts it). Polls until the end offsets are reached or deadline_ms.
+ */
+json_object *itest_kafka_read(const char *topic, const char *const *keys, size_t n,
+                              int deadline_ms);
+
+/** @brief Polls until no outbox row with one of keys is unpublished (or timeout_ms). */
+bool itest_outbox_drained(PGconn *conn, const char *const *keys, size_t n, int timeout_ms);
+
+/** @brief Starts a program with extra "NAME=value" environment entries (NULL-ended),
+ *         its stderr to log_path. Returns the pid. */
+pid_t itest_spawn(const char *const *argv, const char *const *env, const char *log_path);
+
+/** @brief Waits for pid up to timeout_ms; returns its wait status or -1 on timeout. */
+int itest_wait(pid_t pid, int timeout_ms);
+
+/** @brief Polls url until it answers 200 or timeout_ms passes. */
+bool itest_wait_http_ok(const char *url, int timeout_ms);
+
+/** @brief Polls until file contains needle or timeout_ms passes. */
+bool itest_wait_file_contains(const char *path, const char *needle, int timeout_ms);
+
+/** @brief A currently free TCP port on 127.0.0.1. */
+int itest_free_port(void);
+
+/** @brief Path of a binary in $PL_BIN_DIR. */
+void itest_bin(const char *name, char *buf, size_t bufsz);
+
+#endif
