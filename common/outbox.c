@@ -280,6 +280,8 @@ static int relay_mark_attempted(struct pl_outbox_relay *r, struct relay_row *row
 
 static int relay_produce(struct pl_outbox_relay *r, struct relay_row *rows, int n)
 {
+    if (n <= 0)
+        return 0;
     struct pl_kafka_msg *msgs = calloc((size_t)n, sizeof(*msgs));
     int *index = calloc((size_t)n, sizeof(*index));
     int nm = 0, rc = 0;

@@ -203,7 +203,7 @@ static void test_get_and_isolation(void **state)
 static void test_roles_on_mutations(void **state)
 {
     (void)state;
-    char id[37], path[160];
+    char id[37], path[256];
     itest_deployment_new(db, &team, "ab_passed", id);
     static const char *const actions[] = {"approve", "reject", "rollback"};
     for (int i = 0; i < 3; i++) {
@@ -223,7 +223,7 @@ static void test_roles_on_mutations(void **state)
 static void test_approve_reject_rollback(void **state)
 {
     (void)state;
-    char a[37], b[37], path[160];
+    char a[37], b[37], path[256];
     itest_deployment_new(db, &team, "ab_passed", a);
     itest_deployment_new(db, &team, "ab_running", b);
 

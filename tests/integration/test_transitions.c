@@ -63,7 +63,7 @@ static void test_concurrent_moves(void **state)
     char id[37];
     itest_deployment_new(db, &team, "ab_passed", id);
     static const char *const actions[3] = {"approve", "reject", "rollback"};
-    char paths[3][160];
+    char paths[3][256];
     for (int i = 0; i < 3; i++)
         snprintf(paths[i], sizeof(paths[i]), "/v1/prompts/deployments/%s/%s", id, actions[i]);
     pthread_barrier_t start;
@@ -243,7 +243,7 @@ static void test_relay_killed_between_produce_and_mark(void **state)
     struct api_proc a;
     api_start(&a, &s, "false", NULL);
     for (int i = 0; i < N; i++) {
-        char path[160];
+        char path[256];
         snprintf(path, sizeof(path), "/v1/prompts/deployments/%s/approve", ids[i]);
         struct itest_response r = itest_http(a.url, "POST", path, t.owner_key, NULL);
         assert_int_equal(r.status, 200);
@@ -274,7 +274,7 @@ static void test_relay_killed_between_produce_and_mark(void **state)
     assert_true(itest_outbox_drained(sdb, keys, N, 30000));
     assert_true(itest_wait_file_contains(c.log, "found already published", 5000));
     /* and keeps publishing new events normally */
-    char path[160];
+    char path[256];
     snprintf(path, sizeof(path), "/v1/prompts/deployments/%s/rollback", ids[0]);
     struct itest_response r = itest_http(c.url, "POST", path, t.owner_key, NULL);
     assert_int_equal(r.status, 200);
