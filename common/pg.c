@@ -31,6 +31,13 @@ static void pg_error_from_conn(PGconn *conn, const PGresult *res, struct pl_pg_e
         err->message[--n] = '\0';
 }
 
+/* Server notices ("... already exists, skipping") are not errors: debug log only. */
+static void pg_notice(void *arg, const char *message)
+{
+    (void)arg;
+    pl_debug("postgres: %s", message);
+}
+
 PGconn *pl_pg_connect(const char *dsn, struct pl_pg_error *err)
 {
     PGconn *conn = PQconnectdb(dsn);
@@ -44,6 +51,7 @@ PGconn *pl_pg_connect(const char *dsn, struct pl_pg_error *err)
         PQfinish(conn);
         return NULL;
     }
+    PQsetNoticeProcessor(conn, pg_notice, NULL);
     return conn;
 }
 

@@ -182,13 +182,18 @@ static int admin_offsets_reset(const struct pl_config *cfg, int argc, char **arg
         return admin_fail("%s", err);
     }
     int rc = 1;
+    /* All topics, not just this one: asking for one topic by name makes brokers with
+     * auto-creation create it, and a typo would then "succeed". */
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) || md->topic_cnt != 1 || md->topics[0].err) {
+    int nparts = -1;
+    if (rd_kafka_metadata(rk, 1, NULL, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        for (int i = 0; i < md->topic_cnt; i++)
+            if (strcmp(md->topics[i].topic, topic) == 0 && !md->topics[i].err)
+                nparts = md->topics[i].partition_cnt;
+    if (nparts < 0) {
         admin_fail("topic %s not found or broker unreachable", topic);
         goto out;
     }
-    int nparts = md->topics[0].partition_cnt;
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(nparts);
     for (int p = 0; p < nparts; p++) {
         int64_t lo = 0, hi = 0;
@@ -227,7 +232,6 @@ static int admin_offsets_reset(const struct pl_config *cfg, int argc, char **arg
 out:
     if (md)
         rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_destroy(rkt);
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
     return rc;

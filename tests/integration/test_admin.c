@@ -1,0 +1,170 @@
+/* pl-admin against the real database and broker: migrations, tenants, projects, keys,
+ * offset resets for replays, and its input errors. */
+#include "itest.h"
+
+#include "kafka.h"
+#include "util.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Runs pl-admin with args; returns its exit code and its output (stdout+stderr) in out. */
+static int admin(char *out, size_t outsz, const char *a1, const char *a2, const char *a3,
+                 const char *a4, const char *a5, const char *a6, const char *a7, const char *a8)
+{
+    char bin[512], log[128];
+    itest_bin("pl-admin", bin, sizeof(bin));
+    snprintf(log, sizeof(log), "/tmp/pl-itest-admin-%d.out", (int)getpid());
+    const char *argv[] = {bin, a1, a2, a3, a4, a5, a6, a7, a8, NULL};
+    pid_t pid = itest_spawn(argv, NULL, log);
+    int st = itest_wait(pid, 30000);
+    assert_true(st != -1 && WIFEXITED(st));
+    FILE *f = fopen(log, "r");
+    size_t n = f ? fread(out, 1, outsz - 1, f) : 0;
+    out[n] = '\0';
+    if (f)
+        fclose(f);
+    unlink(log);
+    while (n > 0 && out[n - 1] == '\n')
+        out[--n] = '\0';
+    return WEXITSTATUS(st);
+}
+
+static void test_migrate_is_idempotent(void **state)
+{
+    (void)state;
+    char out[1024];
+    assert_int_equal(admin(out, sizeof(out), "migrate", NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+                     0);
+    assert_string_equal(out, "0 migration(s) applied");
+}
+
+static void test_tenant_project_key(void **state)
+{
+    (void)state;
+    char out[1024], tenant[64], name[64];
+    assert_int_equal(admin(out, sizeof(out), "tenant", "create", "--name", "x", "--plan", "gold",
+                           NULL, NULL),
+                     1);
+    assert_non_null(strstr(out, "--plan"));
+    assert_int_equal(admin(out, sizeof(out), "tenant", "create", "--name", "acme", NULL, NULL,
+                           NULL, NULL),
+                     1);
+    assert_int_equal(admin(out, sizeof(out), "tenant", "create", "--name", "acme", "--plan",
+                           "team", NULL, NULL),
+                     0);
+    assert_true(pl_uuid_valid(out));
+    snprintf(tenant, sizeof(tenant), "%.36s", out);
+
+    snprintf(name, sizeof(name), "web-%d", (int)getpid());
+    assert_int_equal(admin(out, sizeof(out), "project", "create", "--tenant", tenant, "--name",
+                           name, NULL, NULL),
+                     0);
+    assert_true(pl_uuid_valid(out));
+    assert_int_equal(admin(out, sizeof(out), "project", "create", "--tenant", tenant, "--name",
+                           name, NULL, NULL),
+                     1);
+    assert_non_null(strstr(out, "already exists"));
+
+    assert_int_equal(admin(out, sizeof(out), "apikey", "create", "--tenant", tenant, "--role",
+                           "admin", NULL, NULL),
+                     1);
+    assert_int_equal(admin(out, sizeof(out), "apikey", "create", "--tenant", tenant, "--role",
+                           "viewer", "--name", "ci"),
+                     0);
+    assert_int_equal(strlen(out), 51);
+    assert_memory_equal(out, "pl_", 3);
+    /* the key works, and only its hash is stored */
+    struct itest_response r = itest_api("GET", "/v1/projects", out, NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, name));
+    itest_response_free(&r);
+    PGconn *db = itest_pg(NULL);
+    const char *p[1] = {out};
+    char *n = itest_sql(db, "SELECT count(*) FROM api_keys WHERE key_hash = $1 OR prefix = $1",
+                        1, p);
+    assert_string_equal(n, "0");
+    free(n);
+    PQfinish(db);
+
+    assert_int_equal(admin(out, sizeof(out), "audit", "verify", "--tenant", tenant, NULL, NULL,
+                           NULL, NULL),
+                     0);
+    assert_string_equal(out, "audit chain ok: 3 entries");
+    assert_int_equal(admin(out, sizeof(out), "bogus", NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+                     2);
+}
+
+/* The committed offset of group on topic[0], or -2 if none. */
+static int64_t committed(const char *group, const char *topic)
+{
+    char err[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", itest_env("PL_KAFKA_BROKERS"), err, sizeof(err));
+    rd_kafka_conf_set(conf, "group.id", group, err, sizeof(err));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, 0);
+    int64_t off = -2;
+    if (rd_kafka_committed(rk, l, 5000) == 0)
+        off = l->elems[0].offset;
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_destroy(rk);
+    return off;
+}
+
+static void test_offsets_reset(void **state)
+{
+    (void)state;
+    /* pl.dlq has one partition; make sure it holds messages */
+    char err[256];
+    struct pl_producer *p = pl_producer_new(itest_env("PL_KAFKA_BROKERS"), 10000, err,
+                                            sizeof(err));
+    assert_non_null(p);
+    struct pl_kafka_msg m = {.topic = "pl.dlq", .partition = 0, .key = "k", .key_len = 1,
+                             .value = "{}", .value_len = 2};
+    assert_int_equal(pl_producer_send(p, &m, err, sizeof(err)), 0);
+    assert_int_equal(pl_producer_send(p, &m, err, sizeof(err)), 0);
+    int64_t hi = m.out_offset + 1;
+    pl_producer_destroy(p, 5000);
+
+    char group[64], out[2048];
+    snprintf(group, sizeof(group), "itest-offsets-%d", (int)getpid());
+    assert_int_equal(admin(out, sizeof(out), "offsets", "reset", "--group", group, "--topic",
+                           "pl.dlq", "--to", "2999-01-01T00:00:00Z"),
+                     0);
+    assert_int_equal(committed(group, "pl.dlq"), hi);
+    assert_int_equal(admin(out, sizeof(out), "offsets", "reset", "--group", group, "--topic",
+                           "pl.dlq", "--to", "earliest"),
+                     0);
+    assert_int_equal(committed(group, "pl.dlq"), 0);
+    assert_non_null(strstr(out, "pl.dlq[0] -> 0"));
+    assert_int_equal(admin(out, sizeof(out), "offsets", "reset", "--group", group, "--topic",
+                           "pl.dlq", "--to", "yesterday"),
+                     1);
+    char missing[64];
+    snprintf(missing, sizeof(missing), "no.such.topic.%d", (int)getpid());
+    assert_int_equal(admin(out, sizeof(out), "offsets", "reset", "--group", group, "--topic",
+                           missing, "--to", "earliest"),
+                     1);
+    assert_non_null(strstr(out, "not found"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_migrate_is_idempotent),
+        cmocka_unit_test(test_tenant_project_key),
+        cmocka_unit_test(test_offsets_reset),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
