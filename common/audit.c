@@ -8,16 +8,16 @@
 
 /* The hashed text is prev_hash|tenant|actor|action|target|detail|at_us, where detail is
  * jsonb's canonical text and at_us the timestamp in microseconds since the epoch. */
-#define AUDIT_CANONICAL_FIELDS                                                                   \
-    "concat_ws('|', tenant_id::text, actor, action, target, detail::text,"                       \
+#define AUDIT_CANONICAL_FIELDS                                                                     \
+    "concat_ws('|', tenant_id::text, actor, action, target, detail::text,"                         \
     " (extract(epoch FROM at) * 1000000)::bigint::text)"
 
 int pl_audit_append(PGconn *conn, const char *tenant_id, const char *actor, const char *action,
                     const char *target, const char *detail_json, struct pl_pg_error *err)
 {
     const char *lock_params[1] = {tenant_id};
-    if (pl_pg_exec(conn, "SELECT pg_advisory_xact_lock(hashtextextended($1, 42))", 1,
-                   lock_params, err) != 0)
+    if (pl_pg_exec(conn, "SELECT pg_advisory_xact_lock(hashtextextended($1, 42))", 1, lock_params,
+                   err) != 0)
         return -1;
     /* Hashed in SQL from the values as stored (jsonb's canonical text, now()'s exact
      * microseconds); pl_audit_verify recomputes it independently in C. */

@@ -69,9 +69,8 @@ static bool auth_key_wellformed(const char *key)
     return true;
 }
 
-enum pl_auth_result pl_auth_resolve(struct pl_pg_pool *pool, const char *authorization,
-                                    int ttl_ms, struct pl_principal *out,
-                                    struct pl_pg_error *err)
+enum pl_auth_result pl_auth_resolve(struct pl_pg_pool *pool, const char *authorization, int ttl_ms,
+                                    struct pl_principal *out, struct pl_pg_error *err)
 {
     if (!authorization || strncmp(authorization, "Bearer ", 7) != 0)
         return PL_AUTH_INVALID;

@@ -42,8 +42,7 @@ enum pl_auth_result { PL_AUTH_OK, PL_AUTH_INVALID, PL_AUTH_ERROR };
  * @returns OK; INVALID for a missing, malformed, unknown or revoked key; ERROR when the
  *          database failed (err filled).
  */
-enum pl_auth_result pl_auth_resolve(struct pl_pg_pool *pool, const char *authorization,
-                                    int ttl_ms, struct pl_principal *out,
-                                    struct pl_pg_error *err);
+enum pl_auth_result pl_auth_resolve(struct pl_pg_pool *pool, const char *authorization, int ttl_ms,
+                                    struct pl_principal *out, struct pl_pg_error *err);
 
 #endif

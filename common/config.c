@@ -21,13 +21,19 @@ struct config_field {
     const char *choices; /* strings: "a|b|c" or NULL */
 };
 
-#define STR(sec, k, field, minlen, ch)                                                           \
-    {sec, k, CONFIG_STRING, offsetof(struct pl_config, field),                                   \
-     sizeof(((struct pl_config *)0)->field), minlen, 0, ch}
-#define INT(sec, k, field, lo, hi)                                                               \
-    {sec, k, CONFIG_INT, offsetof(struct pl_config, field), sizeof(int), lo, hi, NULL}
-#define BOOL(sec, k, field)                                                                      \
-    {sec, k, CONFIG_BOOL, offsetof(struct pl_config, field), sizeof(bool), 0, 1, NULL}
+#define STR(sec, k, field, minlen, ch)                                                             \
+    {                                                                                              \
+        sec, k, CONFIG_STRING, offsetof(struct pl_config, field),                                  \
+            sizeof(((struct pl_config *)0)->field), minlen, 0, ch                                  \
+    }
+#define INT(sec, k, field, lo, hi)                                                                 \
+    {                                                                                              \
+        sec, k, CONFIG_INT, offsetof(struct pl_config, field), sizeof(int), lo, hi, NULL           \
+    }
+#define BOOL(sec, k, field)                                                                        \
+    {                                                                                              \
+        sec, k, CONFIG_BOOL, offsetof(struct pl_config, field), sizeof(bool), 0, 1, NULL           \
+    }
 
 static const struct config_field config_fields[] = {
     STR("log", "level", log_level, 1, "debug|info|warn|error"),
@@ -139,8 +145,7 @@ int pl_config_set(struct pl_config *cfg, const char *section, const char *key, c
         bool b;
         if (strcmp(value, "true") == 0 || strcmp(value, "1") == 0 || strcmp(value, "yes") == 0)
             b = true;
-        else if (strcmp(value, "false") == 0 || strcmp(value, "0") == 0 ||
-                 strcmp(value, "no") == 0)
+        else if (strcmp(value, "false") == 0 || strcmp(value, "0") == 0 || strcmp(value, "no") == 0)
             b = false;
         else {
             snprintf(err, errsz, "%s.%s: \"%s\" is not a boolean (true|false)", section, key,
@@ -159,7 +164,10 @@ void pl_config_defaults(struct pl_config *cfg, const char *service)
     static const struct {
         const char *service;
         int port;
-    } ports[] = {{"api", 8080}, {"detector", 9101}, {"differ", 9102}, {"abharness", 9103},
+    } ports[] = {{"api", 8080},
+                 {"detector", 9101},
+                 {"differ", 9102},
+                 {"abharness", 9103},
                  {"monitor", 9104}};
     memset(cfg, 0, sizeof(*cfg));
     snprintf(cfg->log_level, sizeof(cfg->log_level), "info");
@@ -178,8 +186,7 @@ void pl_config_defaults(struct pl_config *cfg, const char *service)
     cfg->kafka_session_timeout_ms = 10000;
     snprintf(cfg->kafka_topic_traces, sizeof(cfg->kafka_topic_traces), "pl.traces");
     snprintf(cfg->kafka_topic_clusters, sizeof(cfg->kafka_topic_clusters), "pl.clusters");
-    snprintf(cfg->kafka_topic_deployments, sizeof(cfg->kafka_topic_deployments),
-             "pl.deployments");
+    snprintf(cfg->kafka_topic_deployments, sizeof(cfg->kafka_topic_deployments), "pl.deployments");
     snprintf(cfg->kafka_topic_dlq, sizeof(cfg->kafka_topic_dlq), "pl.dlq");
     cfg->outbox_relay = true;
     cfg->outbox_poll_ms = 100;
@@ -195,8 +202,7 @@ static int config_apply_file(struct pl_config *cfg, const char *path, char *err,
         if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
             snprintf(err, errsz, "%s: cannot read file", path);
         else
-            snprintf(err, errsz, "%s:%d: %s", path, config_error_line(&lc),
-                     config_error_text(&lc));
+            snprintf(err, errsz, "%s:%d: %s", path, config_error_line(&lc), config_error_text(&lc));
         goto out;
     }
     config_setting_t *root = config_root_setting(&lc);
@@ -280,8 +286,7 @@ int pl_config_from_args(struct pl_config *cfg, const char *service, int argc, ch
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
             path = argv[++i];
         else {
-            snprintf(err, errsz, "usage: %s [--config FILE] (unexpected \"%s\")", argv[0],
-                     argv[i]);
+            snprintf(err, errsz, "usage: %s [--config FILE] (unexpected \"%s\")", argv[0], argv[i]);
             return -1;
         }
     }

@@ -121,9 +121,8 @@ enum pl_transition_result pl_deploy_transition(PGconn *conn, const struct pl_dep
     /* The CTE locks the row and remembers its old status; the UPDATE's status test is the
      * compare-and-set. Under READ COMMITTED a concurrent winner is re-read after its commit,
      * so exactly one of two racing moves matches. */
-    const char *params[7] = {ch->deployment_id, ch->tenant_id,        to_name,
-                             allowed,           ch->approved_by,      ch->rejection_reason,
-                             ch->ab_report_json};
+    const char *params[7] = {ch->deployment_id, ch->tenant_id,        to_name,           allowed,
+                             ch->approved_by,   ch->rejection_reason, ch->ab_report_json};
     PGresult *res = pl_pg_query(
         conn,
         "WITH old AS (SELECT id, status FROM prompt_deployments"
@@ -168,9 +167,10 @@ enum pl_transition_result pl_deploy_transition(PGconn *conn, const struct pl_dep
     json_object_object_add(ev, "from", json_object_new_string(from_name));
     json_object_object_add(ev, "to", json_object_new_string(to_name));
     json_object_object_add(ev, "at", json_object_new_string(PQgetvalue(res, 0, 3)));
-    json_object_object_add(ev, "actor", json_object_new_string(ch->actor_id ? ch->actor_id
-                                                                            : actor_name));
-    const char *ev_text = json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    json_object_object_add(ev, "actor",
+                           json_object_new_string(ch->actor_id ? ch->actor_id : actor_name));
+    const char *ev_text =
+        json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 
     json_object *detail = json_object_new_object();
     json_object_object_add(detail, "from", json_object_new_string(from_name));
@@ -178,14 +178,15 @@ enum pl_transition_result pl_deploy_transition(PGconn *conn, const struct pl_dep
     json_object_object_add(detail, "role", json_object_new_string(actor_name));
     if (ch->rejection_reason)
         json_object_object_add(detail, "reason", json_object_new_string(ch->rejection_reason));
-    const char *detail_text = json_object_to_json_string_ext(detail, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    const char *detail_text = json_object_to_json_string_ext(
+        detail, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 
-    int failed = pl_outbox_write(conn, ch->events_topic, ch->deployment_id, ev_text, err) ||
-                 pl_audit_append(conn, ch->tenant_id, ch->actor_id ? ch->actor_id : actor_name,
-                                 "deployment.transition", ch->deployment_id, detail_text, err) ||
-                 (ch->hook &&
-                  ch->hook(conn, ch->tenant_id, ch->deployment_id, ch->hook_arg, err) != 0) ||
-                 pl_pg_exec(conn, "COMMIT", 0, NULL, err) != 0;
+    int failed =
+        pl_outbox_write(conn, ch->events_topic, ch->deployment_id, ev_text, err) ||
+        pl_audit_append(conn, ch->tenant_id, ch->actor_id ? ch->actor_id : actor_name,
+                        "deployment.transition", ch->deployment_id, detail_text, err) ||
+        (ch->hook && ch->hook(conn, ch->tenant_id, ch->deployment_id, ch->hook_arg, err) != 0) ||
+        pl_pg_exec(conn, "COMMIT", 0, NULL, err) != 0;
     json_object_put(ev);
     json_object_put(detail);
     if (failed) {

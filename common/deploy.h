@@ -26,8 +26,8 @@ enum pl_deploy_status {
 enum pl_deploy_actor {
     PL_ACTOR_DIFFER,
     PL_ACTOR_ABHARNESS,
-    PL_ACTOR_AUTOSHIP,      /* abharness with prompt_autoship_enabled */
-    PL_ACTOR_OWNER,         /* api: approve, reject, rollback by an owner key */
+    PL_ACTOR_AUTOSHIP, /* abharness with prompt_autoship_enabled */
+    PL_ACTOR_OWNER,    /* api: approve, reject, rollback by an owner key */
     PL_ACTOR_MONITOR,
     PL_ACTOR_AUTO_ROLLBACK, /* monitor with auto_rollback_enabled */
     PL_ACTOR_NACTORS

@@ -16,11 +16,12 @@ char *pl_deploy_store_list(PGconn *conn, const char *tenant_id, const char *stat
      * body is built by the database in one round trip. */
     PGresult *res = pl_pg_query(
         conn,
-        "SELECT coalesce(string_agg(pl_deployment_json(p)::text, ',' ORDER BY p.created_at DESC, p.id DESC),"
+        "SELECT coalesce(string_agg(pl_deployment_json(p)::text, ',' ORDER BY p.created_at DESC, "
+        "p.id DESC),"
         " ''), (SELECT count(*) FROM prompt_deployments WHERE tenant_id = $1"
-"     AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR project_id = $3)"
+        "     AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR project_id = $3)"
         " ) FROM (SELECT * FROM prompt_deployments WHERE tenant_id = $1"
-"     AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR project_id = $3)"
+        "     AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR project_id = $3)"
         "     ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5) p",
         5, params, err);
     if (!res)

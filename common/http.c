@@ -68,7 +68,8 @@ static bool http_route_match(const char *pattern, const char *path, char *segbuf
 
 void pl_http_json(struct pl_http_response *res, int status, json_object *obj)
 {
-    const char *text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    const char *text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN |
+                                                               JSON_C_TO_STRING_NOSLASHESCAPE);
     pl_http_json_text(res, status, text, strlen(text));
     json_object_put(obj);
 }
@@ -174,8 +175,8 @@ static void http_dispatch(struct pl_http_server *srv, struct MHD_Connection *con
     char segbuf[1024];
     bool path_matched = false;
     for (size_t i = 0; i < srv->nroutes; i++) {
-        struct pl_http_request req = {.method = method, .path = url, .conn = conn,
-                                      .user = srv->user};
+        struct pl_http_request req = {
+            .method = method, .path = url, .conn = conn, .user = srv->user};
         if (!http_route_match(srv->routes[i].pattern, url, segbuf, sizeof(segbuf), req.params,
                               &req.nparams))
             continue;
@@ -198,9 +199,8 @@ static void http_dispatch(struct pl_http_server *srv, struct MHD_Connection *con
 }
 
 static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const char *url,
-                                   const char *method, const char *version,
-                                   const char *upload_data, size_t *upload_data_size,
-                                   void **con_cls)
+                                   const char *method, const char *version, const char *upload_data,
+                                   size_t *upload_data_size, void **con_cls)
 {
     (void)version;
     struct pl_http_server *srv = cls;
@@ -285,11 +285,10 @@ struct pl_http_server *pl_http_server_start(const char *bind, int port, int thre
     srv->user = user;
     srv->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-        http_access, srv, MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads, MHD_OPTION_NOTIFY_COMPLETED,
-        http_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_LISTENING_ADDRESS_REUSE,
-        (unsigned)1, MHD_OPTION_END);
+        http_access, srv, MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
+        MHD_OPTION_NOTIFY_COMPLETED, http_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)30, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
     if (!srv->daemon) {
         snprintf(err, errsz, "cannot listen on %s:%d", bind, port);
         free(srv);

@@ -50,8 +50,10 @@ static void producer_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *op
 static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)rk;
-    pl_log(level <= 3 ? PL_LOG_ERROR : level <= 5 ? PL_LOG_WARN : PL_LOG_DEBUG, "kafka %s: %s",
-           fac, buf);
+    pl_log(level <= 3   ? PL_LOG_ERROR
+           : level <= 5 ? PL_LOG_WARN
+                        : PL_LOG_DEBUG,
+           "kafka %s: %s", fac, buf);
 }
 
 static void *producer_poll_thread(void *arg)
@@ -152,13 +154,12 @@ int pl_producer_send_batch(struct pl_producer *p, struct pl_kafka_msg *msgs, siz
                 hdrs = rd_kafka_headers_new(1);
                 rd_kafka_header_add(hdrs, "event_id", -1, m->event_id, -1);
             }
-            e = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(m->topic),
-                                  RD_KAFKA_V_PARTITION(m->partition),
-                                  RD_KAFKA_V_KEY(m->key, m->key_len),
-                                  RD_KAFKA_V_VALUE((void *)m->value, m->value_len),
-                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                  RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(&slots[i]),
-                                  RD_KAFKA_V_END);
+            e = rd_kafka_producev(
+                p->rk, RD_KAFKA_V_TOPIC(m->topic), RD_KAFKA_V_PARTITION(m->partition),
+                RD_KAFKA_V_KEY(m->key, m->key_len),
+                RD_KAFKA_V_VALUE((void *)m->value, m->value_len),
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+                RD_KAFKA_V_OPAQUE(&slots[i]), RD_KAFKA_V_END);
             if (e && hdrs)
                 rd_kafka_headers_destroy(hdrs);
             if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
@@ -389,13 +390,15 @@ int pl_kafka_dlq_send(struct pl_producer *p, const char *dlq_topic, const rd_kaf
     strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%SZ", &tm);
 
     json_object *rec = json_object_new_object();
-    json_object_object_add(rec, "source_topic", json_object_new_string(rd_kafka_topic_name(msg->rkt)));
+    json_object_object_add(rec, "source_topic",
+                           json_object_new_string(rd_kafka_topic_name(msg->rkt)));
     json_object_object_add(rec, "partition", json_object_new_int(msg->partition));
     json_object_object_add(rec, "offset", json_object_new_int64(msg->offset));
     json_object_object_add(rec, "error", json_object_new_string(reason));
     json_object_object_add(rec, "payload_base64", json_object_new_string((char *)b64));
     json_object_object_add(rec, "at", json_object_new_string(at));
-    const char *text = json_object_to_json_string_ext(rec, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    const char *text = json_object_to_json_string_ext(rec, JSON_C_TO_STRING_PLAIN |
+                                                               JSON_C_TO_STRING_NOSLASHESCAPE);
     struct pl_kafka_msg out = {
         .topic = dlq_topic,
         .partition = RD_KAFKA_PARTITION_UA,

@@ -52,6 +52,8 @@ void pl_log(enum pl_log_level level, const char *fmt, ...)
     json_object_object_add(line, "service", json_object_new_string(log_service));
     json_object_object_add(line, "msg", json_object_new_string(msg));
     /* One fprintf per line: stdio locks the stream, so lines never interleave. */
-    fprintf(stderr, "%s\n", json_object_to_json_string_ext(line, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    fprintf(stderr, "%s\n",
+            json_object_to_json_string_ext(line, JSON_C_TO_STRING_PLAIN |
+                                                     JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(line);
 }

@@ -37,8 +37,8 @@ int pl_migrate_apply(PGconn *conn, char *err, size_t errsz)
     for (const struct pl_migration *m = pl_migrations; m->name; m++) {
         const char *params[1] = {m->name};
         struct pl_pg_error perr;
-        PGresult *res = pl_pg_query(conn, "SELECT 1 FROM schema_migrations WHERE version = $1",
-                                    1, params, &perr);
+        PGresult *res = pl_pg_query(conn, "SELECT 1 FROM schema_migrations WHERE version = $1", 1,
+                                    params, &perr);
         if (!res) {
             snprintf(err, errsz, "%s", perr.message);
             applied = -1;

@@ -13,7 +13,7 @@
 #include <string.h>
 
 /* Session advisory lock key: whoever holds it is the one publishing relay. */
-#define RELAY_LOCK_KEY "7233360914107211002"
+#define RELAY_LOCK_KEY   "7233360914107211002"
 #define RELAY_MAX_TOPICS 8
 
 /*
@@ -98,8 +98,8 @@ static bool relay_become_leader(struct pl_outbox_relay *r)
         if (!r->conn)
             return false;
     }
-    PGresult *res = pl_pg_query(r->conn, "SELECT pg_try_advisory_lock(" RELAY_LOCK_KEY ")", 0,
-                                NULL, &err);
+    PGresult *res =
+        pl_pg_query(r->conn, "SELECT pg_try_advisory_lock(" RELAY_LOCK_KEY ")", 0, NULL, &err);
     if (!res) {
         pl_warn("outbox relay: %s", err.message);
         relay_disconnect(r);
@@ -145,7 +145,8 @@ static char *relay_id_array(struct relay_row *rows, int n, bool want_published)
 
 /* Reads topic/partition from offset `from` up to its current end and marks every
  * attempted row whose event id is found there as published. */
-static int relay_scan_partition(rd_kafka_t *rk, const char *topic, int32_t partition, int64_t from, struct relay_row *rows, int n)
+static int relay_scan_partition(rd_kafka_t *rk, const char *topic, int32_t partition, int64_t from,
+                                struct relay_row *rows, int n)
 {
     int64_t lo = 0, hi = 0;
     if (rd_kafka_query_watermark_offsets(rk, topic, partition, &lo, &hi, 5000))
@@ -174,9 +175,8 @@ static int relay_scan_partition(rd_kafka_t *rk, const char *topic, int32_t parti
             char eid[32];
             if (pl_kafka_msg_event_id(m, eid, sizeof(eid)) == 0)
                 for (int i = 0; i < n; i++)
-                    if (rows[i].attempted && !rows[i].published &&
-                        rows[i].partition == partition && strcmp(rows[i].topic, topic) == 0 &&
-                        strcmp(rows[i].id, eid) == 0)
+                    if (rows[i].attempted && !rows[i].published && rows[i].partition == partition &&
+                        strcmp(rows[i].topic, topic) == 0 && strcmp(rows[i].id, eid) == 0)
                         rows[i].published = true;
         }
         rd_kafka_message_destroy(m);
@@ -232,8 +232,7 @@ static int relay_recover(struct pl_outbox_relay *r, struct relay_row *rows, int 
         char *ids = relay_id_array(rows, n, true);
         rc = ids ? relay_mark_published(r, ids) : -1;
         free(ids);
-        pl_info("outbox relay: %d event(s) found already published after a takeover",
-                recovered);
+        pl_info("outbox relay: %d event(s) found already published after a takeover", recovered);
         pl_metric_add(r->m_recovered, recovered);
     }
     return rc;
@@ -251,8 +250,8 @@ static int relay_mark_attempted(struct pl_outbox_relay *r, struct relay_row *row
             pl_warn("outbox relay: topic %s has no known partitions", rows[i].topic);
             return -1;
         }
-        rows[i].partition = rd_kafka_msg_partitioner_murmur2(
-            NULL, rows[i].key, strlen(rows[i].key), parts, NULL, NULL);
+        rows[i].partition = rd_kafka_msg_partitioner_murmur2(NULL, rows[i].key, strlen(rows[i].key),
+                                                             parts, NULL, NULL);
         int64_t lo, hi;
         if (rd_kafka_query_watermark_offsets(rk, rows[i].topic, rows[i].partition, &lo, &hi,
                                              5000)) {
@@ -364,8 +363,8 @@ static int relay_pass(struct pl_outbox_relay *r)
         any_attempted |= rows[i].attempted;
     }
     int rc = n;
-    if ((any_attempted && relay_recover(r, rows, n) != 0) || relay_mark_attempted(r, rows, n) != 0 ||
-        relay_produce(r, rows, n) != 0)
+    if ((any_attempted && relay_recover(r, rows, n) != 0) ||
+        relay_mark_attempted(r, rows, n) != 0 || relay_produce(r, rows, n) != 0)
         rc = -1;
     free(rows);
     PQclear(res);
@@ -398,8 +397,8 @@ static void *relay_thread(void *arg)
 }
 
 struct pl_outbox_relay *pl_outbox_relay_start(const char *pg_dsn, const char *brokers,
-                                              struct pl_producer *producer, int poll_ms,
-                                              int batch, char *err, size_t errsz)
+                                              struct pl_producer *producer, int poll_ms, int batch,
+                                              char *err, size_t errsz)
 {
     struct pl_outbox_relay *r = calloc(1, sizeof(*r));
     if (!r || !(r->dsn = strdup(pg_dsn)) || !(r->brokers = strdup(brokers))) {
@@ -412,8 +411,8 @@ struct pl_outbox_relay *pl_outbox_relay_start(const char *pg_dsn, const char *br
     r->producer = producer;
     r->poll_ms = poll_ms;
     r->batch = batch;
-    r->m_published = pl_metric_counter("pl_outbox_published_total", NULL,
-                                       "Outbox events published to Kafka");
+    r->m_published =
+        pl_metric_counter("pl_outbox_published_total", NULL, "Outbox events published to Kafka");
     r->m_recovered = pl_metric_counter("pl_outbox_recovered_total", NULL,
                                        "Outbox events found already published after a takeover");
     r->m_failed = pl_metric_counter("pl_outbox_publish_failures_total", NULL,

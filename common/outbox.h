@@ -23,8 +23,8 @@ struct pl_outbox_relay;
  * @returns the relay, or NULL with err filled.
  */
 struct pl_outbox_relay *pl_outbox_relay_start(const char *pg_dsn, const char *brokers,
-                                              struct pl_producer *producer, int poll_ms,
-                                              int batch, char *err, size_t errsz);
+                                              struct pl_producer *producer, int poll_ms, int batch,
+                                              char *err, size_t errsz);
 
 /** @brief Stops the relay thread (finishing its current batch) and frees it. */
 void pl_outbox_relay_stop(struct pl_outbox_relay *relay);

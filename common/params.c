@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-int pl_param_int(const char *name, const char *value, long long def, long long min,
-                 long long max, long long *out, char *err, size_t errsz)
+int pl_param_int(const char *name, const char *value, long long def, long long min, long long max,
+                 long long *out, char *err, size_t errsz)
 {
     if (!value) {
         *out = def;
@@ -38,8 +38,8 @@ json_object *pl_param_json_object(const char *body, size_t len, bool allow_empty
     enum json_tokener_error jerr = json_tokener_get_error(tok);
     size_t end = json_tokener_get_parse_end(tok);
     json_tokener_free(tok);
-    while (end < len && (body[end] == ' ' || body[end] == '\n' || body[end] == '\r' ||
-                         body[end] == '\t'))
+    while (end < len &&
+           (body[end] == ' ' || body[end] == '\n' || body[end] == '\r' || body[end] == '\t'))
         end++;
     if (!obj || jerr != json_tokener_success) {
         snprintf(err, errsz, "request body is not valid JSON: %s",

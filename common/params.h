@@ -11,8 +11,8 @@
  * @brief Parses an optional integer parameter: NULL gives def; otherwise a whole decimal
  *        number in [min, max]. @returns 0, or -1 with a message naming `name` in err.
  */
-int pl_param_int(const char *name, const char *value, long long def, long long min,
-                 long long max, long long *out, char *err, size_t errsz);
+int pl_param_int(const char *name, const char *value, long long def, long long min, long long max,
+                 long long *out, char *err, size_t errsz);
 
 /**
  * @brief Parses a body that must be one JSON object (empty body allowed when

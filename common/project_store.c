@@ -6,20 +6,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-char *pl_project_store_list(PGconn *conn, const char *tenant_id, long long limit,
-                            long long offset, struct pl_pg_error *err)
+char *pl_project_store_list(PGconn *conn, const char *tenant_id, long long limit, long long offset,
+                            struct pl_pg_error *err)
 {
     char lim[24], off[24];
     snprintf(lim, sizeof(lim), "%lld", limit);
     snprintf(off, sizeof(off), "%lld", offset);
     const char *params[3] = {tenant_id, lim, off};
-    PGresult *res = pl_pg_query(
-        conn,
-        "SELECT coalesce(string_agg(pl_project_json(p)::text, ',' ORDER BY p.created_at DESC, p.id DESC),"
-        " ''), (SELECT count(*) FROM projects WHERE tenant_id = $1"
-        " ) FROM (SELECT * FROM projects WHERE tenant_id = $1"
-        "     ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3) p",
-        3, params, err);
+    PGresult *res = pl_pg_query(conn,
+                                "SELECT coalesce(string_agg(pl_project_json(p)::text, ',' ORDER BY "
+                                "p.created_at DESC, p.id DESC),"
+                                " ''), (SELECT count(*) FROM projects WHERE tenant_id = $1"
+                                " ) FROM (SELECT * FROM projects WHERE tenant_id = $1"
+                                "     ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3) p",
+                                3, params, err);
     if (!res)
         return NULL;
     char *json = pl_list_envelope(PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), limit, offset);
@@ -32,8 +32,8 @@ int pl_project_store_get(PGconn *conn, const char *tenant_id, const char *id, ch
 {
     const char *params[2] = {id, tenant_id};
     PGresult *res = pl_pg_query(
-        conn, "SELECT pl_project_json(p)::text FROM projects p WHERE id = $1 AND tenant_id = $2",
-        2, params, err);
+        conn, "SELECT pl_project_json(p)::text FROM projects p WHERE id = $1 AND tenant_id = $2", 2,
+        params, err);
     if (!res)
         return -1;
     int found = PQntuples(res) == 1;
@@ -60,9 +60,8 @@ static int project_write(PGconn *conn, const char *sql, int nparams, const char 
         return -1;
     PGresult *res = pl_pg_query(conn, sql, nparams, params, err);
     if (!res)
-        return project_rollback(conn,
-                                strcmp(err->sqlstate, PL_SQLSTATE_UNIQUE_VIOLATION) == 0 ? taken
-                                                                                         : -1);
+        return project_rollback(
+            conn, strcmp(err->sqlstate, PL_SQLSTATE_UNIQUE_VIOLATION) == 0 ? taken : -1);
     if (PQntuples(res) == 0) {
         PQclear(res);
         return project_rollback(conn, 0);
@@ -95,9 +94,8 @@ int pl_project_store_create(PGconn *conn, const char *tenant_id, const char *act
         2, params, tenant_id, actor, "project.create", settings_json, 0, json, err);
 }
 
-int pl_project_store_update(PGconn *conn, const char *tenant_id, const char *id,
-                            const char *actor, const char *patch_json, char **json,
-                            struct pl_pg_error *err)
+int pl_project_store_update(PGconn *conn, const char *tenant_id, const char *id, const char *actor,
+                            const char *patch_json, char **json, struct pl_pg_error *err)
 {
     const char *params[3] = {id, tenant_id, patch_json};
     return project_write(

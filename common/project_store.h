@@ -8,8 +8,8 @@
 #include <stdbool.h>
 
 /** @brief {items,total,limit,offset} of the tenant's projects, newest first; NULL + err. */
-char *pl_project_store_list(PGconn *conn, const char *tenant_id, long long limit,
-                            long long offset, struct pl_pg_error *err);
+char *pl_project_store_list(PGconn *conn, const char *tenant_id, long long limit, long long offset,
+                            struct pl_pg_error *err);
 
 /** @brief 1 + *json when found, 0 when not, -1 with err. */
 int pl_project_store_get(PGconn *conn, const char *tenant_id, const char *id, char **json,
@@ -29,8 +29,7 @@ int pl_project_store_create(PGconn *conn, const char *tenant_id, const char *act
  *        audits it. @returns 1 + *json, 0 when not found, -2 when the new name is taken,
  *        -1 with err.
  */
-int pl_project_store_update(PGconn *conn, const char *tenant_id, const char *id,
-                            const char *actor, const char *patch_json, char **json,
-                            struct pl_pg_error *err);
+int pl_project_store_update(PGconn *conn, const char *tenant_id, const char *id, const char *actor,
+                            const char *patch_json, char **json, struct pl_pg_error *err);
 
 #endif

@@ -28,7 +28,8 @@ static void service_readyz(struct pl_http_request *req, struct pl_http_response 
     bool db = pl_pg_ping(svc->pg);
     bool kafka = pl_kafka_reachable(pl_producer_handle(svc->producer), 1000);
     json_object *o = json_object_new_object();
-    json_object_object_add(o, "status", json_object_new_string(db && kafka ? "ready" : "not_ready"));
+    json_object_object_add(o, "status",
+                           json_object_new_string(db && kafka ? "ready" : "not_ready"));
     json_object_object_add(o, "database", json_object_new_boolean(db));
     json_object_object_add(o, "kafka", json_object_new_boolean(kafka));
     pl_http_json(res, db && kafka ? 200 : 503, o);
@@ -85,9 +86,9 @@ int pl_service_start(struct pl_service *svc, const char *name, int argc, char **
         return -1;
     }
     if (svc->cfg.outbox_relay) {
-        svc->relay = pl_outbox_relay_start(svc->cfg.pg_dsn, svc->cfg.kafka_brokers,
-                                           svc->producer, svc->cfg.outbox_poll_ms,
-                                           svc->cfg.outbox_batch, err, sizeof(err));
+        svc->relay =
+            pl_outbox_relay_start(svc->cfg.pg_dsn, svc->cfg.kafka_brokers, svc->producer,
+                                  svc->cfg.outbox_poll_ms, svc->cfg.outbox_batch, err, sizeof(err));
         if (!svc->relay) {
             pl_error("outbox relay: %s", err);
             return -1;
@@ -101,9 +102,9 @@ int pl_service_start(struct pl_service *svc, const char *name, int argc, char **
     if (nroutes)
         memcpy(svc->routes, routes, nroutes * sizeof(*routes));
     memcpy(svc->routes + nroutes, service_ops_routes, sizeof(service_ops_routes));
-    svc->http = pl_http_server_start(svc->cfg.http_bind, svc->cfg.http_port,
-                                     svc->cfg.http_threads, (size_t)svc->cfg.http_max_body_bytes,
-                                     svc->routes, nroutes + SERVICE_NOPS, svc, err, sizeof(err));
+    svc->http = pl_http_server_start(svc->cfg.http_bind, svc->cfg.http_port, svc->cfg.http_threads,
+                                     (size_t)svc->cfg.http_max_body_bytes, svc->routes,
+                                     nroutes + SERVICE_NOPS, svc, err, sizeof(err));
     if (!svc->http) {
         pl_error("http: %s", err);
         return -1;

@@ -60,9 +60,8 @@ static struct pl_metric *worker_counter(const char *result)
 int pl_worker_run(struct pl_service *svc, const char *const *topics, pl_worker_handler handler)
 {
     char err[512];
-    struct pl_consumer *c = pl_consumer_new(svc->cfg.kafka_brokers, svc->cfg.kafka_group_id,
-                                            topics, svc->cfg.kafka_session_timeout_ms, err,
-                                            sizeof(err));
+    struct pl_consumer *c = pl_consumer_new(svc->cfg.kafka_brokers, svc->cfg.kafka_group_id, topics,
+                                            svc->cfg.kafka_session_timeout_ms, err, sizeof(err));
     if (!c) {
         pl_error("consumer: %s", err);
         return -1;
@@ -78,8 +77,8 @@ int pl_worker_run(struct pl_service *svc, const char *const *topics, pl_worker_h
         char reason[512] = "";
         enum pl_handle_result r = handler(svc, msg, reason, sizeof(reason));
         if (r == PL_HANDLE_DLQ) {
-            pl_warn("dead-lettering %s[%d]@%lld: %s", rd_kafka_topic_name(msg->rkt),
-                    msg->partition, (long long)msg->offset, reason);
+            pl_warn("dead-lettering %s[%d]@%lld: %s", rd_kafka_topic_name(msg->rkt), msg->partition,
+                    (long long)msg->offset, reason);
             if (pl_kafka_dlq_send(svc->producer, svc->cfg.kafka_topic_dlq, msg, reason, err,
                                   sizeof(err)) != 0) {
                 pl_warn("dead-letter failed, will retry: %s", err);

@@ -9,9 +9,9 @@
 #include <json-c/json.h>
 
 enum pl_handle_result {
-    PL_HANDLED,       /* done (or already done: replay), commit the offset */
-    PL_HANDLE_DLQ,    /* bad input: dead-letter it with the reason, then commit */
-    PL_HANDLE_RETRY,  /* transient failure: deliver again after a backoff */
+    PL_HANDLED,      /* done (or already done: replay), commit the offset */
+    PL_HANDLE_DLQ,   /* bad input: dead-letter it with the reason, then commit */
+    PL_HANDLE_RETRY, /* transient failure: deliver again after a backoff */
 };
 
 typedef enum pl_handle_result (*pl_worker_handler)(struct pl_service *svc,

@@ -14,8 +14,8 @@ bool api_authorize(struct pl_http_request *req, struct pl_http_response *res, un
 {
     struct pl_service *svc = req->user;
     struct pl_pg_error err;
-    switch (pl_auth_resolve(svc->pg, pl_http_header(req, "Authorization"), API_AUTH_CACHE_MS,
-                            who, &err)) {
+    switch (pl_auth_resolve(svc->pg, pl_http_header(req, "Authorization"), API_AUTH_CACHE_MS, who,
+                            &err)) {
     case PL_AUTH_OK:
         break;
     case PL_AUTH_INVALID:
@@ -28,8 +28,9 @@ bool api_authorize(struct pl_http_request *req, struct pl_http_response *res, un
         return false;
     }
     if (control_loop && !pl_auth_plan_has_control_loop(who->plan)) {
-        pl_http_error(res, 402, "the %s plan does not include the control loop (team or "
-                                "enterprise required)",
+        pl_http_error(res, 402,
+                      "the %s plan does not include the control loop (team or "
+                      "enterprise required)",
                       who->plan);
         return false;
     }

@@ -27,8 +27,9 @@ void api_deployments_list(struct pl_http_request *req, struct pl_http_response *
     const char *status = pl_http_query(req, "status");
     enum pl_deploy_status st;
     if (status && pl_deploy_status_parse(status, &st) != 0) {
-        pl_http_error(res, 400, "status must be one of proposed, ab_running, ab_passed, "
-                                "ab_failed, shipped, monitoring, regressed, rolled_back, rejected");
+        pl_http_error(res, 400,
+                      "status must be one of proposed, ab_running, ab_passed, "
+                      "ab_failed, shipped, monitoring, regressed, rolled_back, rejected");
         return;
     }
     const char *project = pl_http_query(req, "project_id");
@@ -38,8 +39,8 @@ void api_deployments_list(struct pl_http_request *req, struct pl_http_response *
     }
     long long limit, offset;
     char why[128];
-    if (pl_param_int("limit", pl_http_query(req, "limit"), 50, 1, 200, &limit, why,
-                     sizeof(why)) != 0 ||
+    if (pl_param_int("limit", pl_http_query(req, "limit"), 50, 1, 200, &limit, why, sizeof(why)) !=
+            0 ||
         pl_param_int("offset", pl_http_query(req, "offset"), 0, 0, 1000000000LL, &offset, why,
                      sizeof(why)) != 0) {
         pl_http_error(res, 400, "%s", why);
@@ -188,9 +189,8 @@ void api_deployments_reject(struct pl_http_request *req, struct pl_http_response
         return;
     }
     json_object *reason;
-    deployments_move(req, res, &who, PL_DEPLOY_REJECTED,
-                     json_object_object_get_ex(body, "reason", &reason)
-                         ? json_object_get_string(reason)
-                         : "");
+    deployments_move(
+        req, res, &who, PL_DEPLOY_REJECTED,
+        json_object_object_get_ex(body, "reason", &reason) ? json_object_get_string(reason) : "");
     json_object_put(body);
 }

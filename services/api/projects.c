@@ -31,8 +31,8 @@ void api_projects_list(struct pl_http_request *req, struct pl_http_response *res
     }
     long long limit, offset;
     char why[128];
-    if (pl_param_int("limit", pl_http_query(req, "limit"), 50, 1, 200, &limit, why,
-                     sizeof(why)) != 0 ||
+    if (pl_param_int("limit", pl_http_query(req, "limit"), 50, 1, 200, &limit, why, sizeof(why)) !=
+            0 ||
         pl_param_int("offset", pl_http_query(req, "offset"), 0, 0, 1000000000LL, &offset, why,
                      sizeof(why)) != 0) {
         pl_http_error(res, 400, "%s", why);
@@ -121,9 +121,11 @@ void api_projects_create(struct pl_http_request *req, struct pl_http_response *r
     api_actor(&who, actor, sizeof(actor));
     struct pl_pg_error err;
     char *json = NULL;
-    int r = pl_project_store_create(conn, who.tenant_id, actor,
-                                    json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
-                                    &json, &err);
+    int r =
+        pl_project_store_create(conn, who.tenant_id, actor,
+                                json_object_to_json_string_ext(
+                                    body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
+                                &json, &err);
     api_db_release(req, conn);
     if (r < 0)
         api_db_error(res, &err);
@@ -156,9 +158,11 @@ void api_projects_update(struct pl_http_request *req, struct pl_http_response *r
     api_actor(&who, actor, sizeof(actor));
     struct pl_pg_error err;
     char *json = NULL;
-    int r = pl_project_store_update(conn, who.tenant_id, req->params[0], actor,
-                                    json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
-                                    &json, &err);
+    int r =
+        pl_project_store_update(conn, who.tenant_id, req->params[0], actor,
+                                json_object_to_json_string_ext(
+                                    body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
+                                &json, &err);
     api_db_release(req, conn);
     if (r == -1)
         api_db_error(res, &err);

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 
 static enum pl_handle_result monitor_handle(struct pl_service *svc, const rd_kafka_message_t *msg,
-                                         char *reason, size_t reasonsz)
+                                            char *reason, size_t reasonsz)
 {
     (void)svc;
     static const char *const required[] = {"tenant_id", "project_id", NULL};

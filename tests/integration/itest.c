@@ -180,8 +180,7 @@ void itest_deployment_new(PGconn *conn, const struct itest_tenant *t, const char
     free(v);
 }
 
-json_object *itest_kafka_read(const char *topic, const char *const *keys, size_t n,
-                              int deadline_ms)
+json_object *itest_kafka_read(const char *topic, const char *const *keys, size_t n, int deadline_ms)
 {
     char err[256];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();

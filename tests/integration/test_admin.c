@@ -52,16 +52,15 @@ static void test_tenant_project_key(void **state)
 {
     (void)state;
     char out[1024], tenant[64], name[64];
-    assert_int_equal(admin(out, sizeof(out), "tenant", "create", "--name", "x", "--plan", "gold",
-                           NULL, NULL),
-                     1);
+    assert_int_equal(
+        admin(out, sizeof(out), "tenant", "create", "--name", "x", "--plan", "gold", NULL, NULL),
+        1);
     assert_non_null(strstr(out, "--plan"));
-    assert_int_equal(admin(out, sizeof(out), "tenant", "create", "--name", "acme", NULL, NULL,
-                           NULL, NULL),
-                     1);
-    assert_int_equal(admin(out, sizeof(out), "tenant", "create", "--name", "acme", "--plan",
-                           "team", NULL, NULL),
-                     0);
+    assert_int_equal(
+        admin(out, sizeof(out), "tenant", "create", "--name", "acme", NULL, NULL, NULL, NULL), 1);
+    assert_int_equal(
+        admin(out, sizeof(out), "tenant", "create", "--name", "acme", "--plan", "team", NULL, NULL),
+        0);
     assert_true(pl_uuid_valid(out));
     snprintf(tenant, sizeof(tenant), "%.36s", out);
 
@@ -90,18 +89,16 @@ static void test_tenant_project_key(void **state)
     itest_response_free(&r);
     PGconn *db = itest_pg(NULL);
     const char *p[1] = {out};
-    char *n = itest_sql(db, "SELECT count(*) FROM api_keys WHERE key_hash = $1 OR prefix = $1",
-                        1, p);
+    char *n =
+        itest_sql(db, "SELECT count(*) FROM api_keys WHERE key_hash = $1 OR prefix = $1", 1, p);
     assert_string_equal(n, "0");
     free(n);
     PQfinish(db);
 
-    assert_int_equal(admin(out, sizeof(out), "audit", "verify", "--tenant", tenant, NULL, NULL,
-                           NULL, NULL),
-                     0);
+    assert_int_equal(
+        admin(out, sizeof(out), "audit", "verify", "--tenant", tenant, NULL, NULL, NULL, NULL), 0);
     assert_string_equal(out, "audit chain ok: 3 entries");
-    assert_int_equal(admin(out, sizeof(out), "bogus", NULL, NULL, NULL, NULL, NULL, NULL, NULL),
-                     2);
+    assert_int_equal(admin(out, sizeof(out), "bogus", NULL, NULL, NULL, NULL, NULL, NULL, NULL), 2);
 }
 
 /* The committed offset of group on topic[0], or -2 if none. */
@@ -127,11 +124,10 @@ static void test_offsets_reset(void **state)
     (void)state;
     /* pl.dlq has one partition; make sure it holds messages */
     char err[256];
-    struct pl_producer *p = pl_producer_new(itest_env("PL_KAFKA_BROKERS"), 10000, err,
-                                            sizeof(err));
+    struct pl_producer *p = pl_producer_new(itest_env("PL_KAFKA_BROKERS"), 10000, err, sizeof(err));
     assert_non_null(p);
-    struct pl_kafka_msg m = {.topic = "pl.dlq", .partition = 0, .key = "k", .key_len = 1,
-                             .value = "{}", .value_len = 2};
+    struct pl_kafka_msg m = {
+        .topic = "pl.dlq", .partition = 0, .key = "k", .key_len = 1, .value = "{}", .value_len = 2};
     assert_int_equal(pl_producer_send(p, &m, err, sizeof(err)), 0);
     assert_int_equal(pl_producer_send(p, &m, err, sizeof(err)), 0);
     int64_t hi = m.out_offset + 1;

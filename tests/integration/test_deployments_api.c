@@ -32,8 +32,8 @@ static int teardown(void **state)
     return 0;
 }
 
-static void expect_status(const char *method, const char *path, const char *key,
-                          const char *body, long status)
+static void expect_status(const char *method, const char *path, const char *key, const char *body,
+                          long status)
 {
     struct itest_response r = itest_api(method, path, key, body);
     if (r.status != status)
@@ -73,10 +73,12 @@ static void test_list_bad_parameters(void **state)
         const char *query;
         const char *names;
     } cases[] = {
-        {"?limit=0", "limit"},       {"?limit=201", "limit"},    {"?limit=abc", "limit"},
-        {"?limit=", "limit"},        {"?limit=1.5", "limit"},    {"?offset=-1", "offset"},
-        {"?offset=x", "offset"},     {"?status=done", "status"}, {"?status=", "status"},
-        {"?project_id=1", "project_id"}, {"?colour=red", "colour"},
+        {"?limit=0", "limit"},     {"?limit=201", "limit"},
+        {"?limit=abc", "limit"},   {"?limit=", "limit"},
+        {"?limit=1.5", "limit"},   {"?offset=-1", "offset"},
+        {"?offset=x", "offset"},   {"?status=done", "status"},
+        {"?status=", "status"},    {"?project_id=1", "project_id"},
+        {"?colour=red", "colour"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char path[128];
@@ -121,15 +123,13 @@ static void test_list_filters_and_pages(void **state)
     assert_int_equal(json_object_get_int(json_object_object_get(r.json, "total")), 4);
     json_object *items = json_object_object_get(r.json, "items");
     for (size_t i = 0; i < json_object_array_length(items); i++)
-        assert_string_equal(
-            json_object_get_string(json_object_object_get(json_object_array_get_idx(items, i),
-                                                          "status")),
-            "proposed");
+        assert_string_equal(json_object_get_string(json_object_object_get(
+                                json_object_array_get_idx(items, i), "status")),
+                            "proposed");
     itest_response_free(&r);
 
     char path[256];
-    snprintf(path, sizeof(path), "/v1/prompts/deployments?project_id=%s&status=proposed",
-             proj2);
+    snprintf(path, sizeof(path), "/v1/prompts/deployments?project_id=%s&status=proposed", proj2);
     r = itest_api("GET", path, t.viewer_key, NULL);
     assert_int_equal(json_object_get_int(json_object_object_get(r.json, "total")), 1);
     itest_response_free(&r);
@@ -178,9 +178,16 @@ static void test_get_and_isolation(void **state)
     assert_string_equal(itest_json_str(&r, "status"), "proposed");
     assert_string_equal(itest_json_str(&r, "tenant_id"), team.id);
     /* the seed's required fields are all there */
-    static const char *const required[] = {"id", "tenant_id", "project_id", "cluster_signature",
-                                           "status", "current_prompt", "proposed_prompt",
-                                           "created_at", "updated_at", NULL};
+    static const char *const required[] = {"id",
+                                           "tenant_id",
+                                           "project_id",
+                                           "cluster_signature",
+                                           "status",
+                                           "current_prompt",
+                                           "proposed_prompt",
+                                           "created_at",
+                                           "updated_at",
+                                           NULL};
     for (const char *const *f = required; *f; f++)
         assert_true(json_object_object_get_ex(r.json, *f, NULL));
     itest_response_free(&r);
@@ -265,7 +272,8 @@ static void test_approve_reject_rollback(void **state)
     snprintf(big, 1220, "{\"reason\":\"%01100d\"}", 0);
     expect_status("POST", path, team.owner_key, big, 422);
     free(big);
-    r = itest_api("POST", path, team.owner_key, "{\"reason\":\"too verbose for our \\\"voice\\\"\"}");
+    r = itest_api("POST", path, team.owner_key,
+                  "{\"reason\":\"too verbose for our \\\"voice\\\"\"}");
     assert_int_equal(r.status, 200);
     assert_string_equal(itest_json_str(&r, "status"), "rejected");
     assert_string_equal(itest_json_str(&r, "rejection_reason"), "too verbose for our \"voice\"");

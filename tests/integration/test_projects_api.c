@@ -62,8 +62,7 @@ static void test_create_validation(void **state)
     check("POST", "/v1/projects", t.member_key, "{\"name\":7}", 400);
     check("POST", "/v1/projects", t.member_key, "{\"name\":\"\"}", 422);
     check("POST", "/v1/projects", t.member_key, "{\"name\":\"a\",\"cluster_min_size\":1}", 422);
-    check("POST", "/v1/projects", t.member_key, "{\"name\":\"a\",\"cluster_min_size\":\"5\"}",
-          400);
+    check("POST", "/v1/projects", t.member_key, "{\"name\":\"a\",\"cluster_min_size\":\"5\"}", 400);
     check("POST", "/v1/projects", t.member_key, "{\"name\":\"a\",\"auto_rollback_enabled\":1}",
           400);
 }
@@ -71,15 +70,13 @@ static void test_create_validation(void **state)
 static void test_create_get_list(void **state)
 {
     (void)state;
-    struct itest_response r =
-        call("POST", "/v1/projects", t.member_key,
-             "{\"name\":\"checkout\",\"cluster_min_size\":25,\"prompt_autoship_enabled\":true}",
-             201);
+    struct itest_response r = call(
+        "POST", "/v1/projects", t.member_key,
+        "{\"name\":\"checkout\",\"cluster_min_size\":25,\"prompt_autoship_enabled\":true}", 201);
     char id[37];
     snprintf(id, sizeof(id), "%s", itest_json_str(&r, "id"));
     assert_string_equal(itest_json_str(&r, "name"), "checkout");
-    assert_int_equal(json_object_get_int(json_object_object_get(r.json, "cluster_min_size")),
-                     25);
+    assert_int_equal(json_object_get_int(json_object_object_get(r.json, "cluster_min_size")), 25);
     assert_true(json_object_get_boolean(json_object_object_get(r.json, "prompt_autoship_enabled")));
     assert_true(json_object_get_boolean(json_object_object_get(r.json, "auto_rollback_enabled")));
     itest_response_free(&r);

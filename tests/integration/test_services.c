@@ -113,8 +113,7 @@ static void test_poison_message_dead_lettered(void **state)
     (void)state;
     char err[256], key[64];
     snprintf(key, sizeof(key), "poison-%d-%lld", (int)getpid(), (long long)pl_now_ms());
-    struct pl_producer *p = pl_producer_new(itest_env("PL_KAFKA_BROKERS"), 10000, err,
-                                            sizeof(err));
+    struct pl_producer *p = pl_producer_new(itest_env("PL_KAFKA_BROKERS"), 10000, err, sizeof(err));
     assert_non_null(p);
     const char *poison = "{\"schema_version\": 1, \"tenant_id\": \"not json";
     struct pl_kafka_msg m = {.topic = "pl.traces",
@@ -125,8 +124,9 @@ static void test_poison_message_dead_lettered(void **state)
                              .value_len = strlen(poison)};
     assert_int_equal(pl_producer_send(p, &m, err, sizeof(err)), 0);
     /* a well-formed message behind it on the same partition (same key) */
-    const char *good = "{\"schema_version\":1,\"tenant_id\":\"00000000-0000-0000-0000-000000000001\","
-                       "\"project_id\":\"00000000-0000-0000-0000-000000000002\",\"trace\":{}}";
+    const char *good =
+        "{\"schema_version\":1,\"tenant_id\":\"00000000-0000-0000-0000-000000000001\","
+        "\"project_id\":\"00000000-0000-0000-0000-000000000002\",\"trace\":{}}";
     struct pl_kafka_msg g = m;
     g.value = good;
     g.value_len = strlen(good);
@@ -152,8 +152,8 @@ static void test_poison_message_dead_lettered(void **state)
                          m.out_partition);
         assert_int_equal(json_object_get_int64(json_object_object_get(rec, "offset")),
                          m.out_offset);
-        assert_non_null(strstr(json_object_get_string(json_object_object_get(rec, "error")),
-                               "JSON"));
+        assert_non_null(
+            strstr(json_object_get_string(json_object_object_get(rec, "error")), "JSON"));
         const char *b64 = json_object_get_string(json_object_object_get(rec, "payload_base64"));
         unsigned char decoded[256];
         int n = EVP_DecodeBlock(decoded, (const unsigned char *)b64, (int)strlen(b64));
@@ -166,12 +166,9 @@ static void test_poison_message_dead_lettered(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sigterm_api),
-        cmocka_unit_test(test_sigterm_detector),
-        cmocka_unit_test(test_sigterm_differ),
-        cmocka_unit_test(test_sigterm_abharness),
-        cmocka_unit_test(test_sigterm_monitor),
-        cmocka_unit_test(test_poison_message_dead_lettered),
+        cmocka_unit_test(test_sigterm_api),     cmocka_unit_test(test_sigterm_detector),
+        cmocka_unit_test(test_sigterm_differ),  cmocka_unit_test(test_sigterm_abharness),
+        cmocka_unit_test(test_sigterm_monitor), cmocka_unit_test(test_poison_message_dead_lettered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

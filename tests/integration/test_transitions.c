@@ -102,8 +102,8 @@ static void test_concurrent_moves(void **state)
     /* one outbox event and one audit entry per successful move, none for the losers */
     char *events = itest_sql(db, "SELECT count(*) FROM outbox WHERE key = $1", 1, p);
     char *audits = itest_sql(db, "SELECT count(*) FROM audit_log WHERE target = $1", 1, p);
-    assert_int_equal(atoi(events), successes);
-    assert_int_equal(atoi(audits), successes);
+    assert_int_equal(strtol(events, NULL, 10), successes);
+    assert_int_equal(strtol(audits, NULL, 10), successes);
     free(events);
     free(audits);
 
@@ -131,8 +131,7 @@ static void test_audit_chain(void **state)
     for (int i = 0; i < 3; i++) {
         char detail[32];
         snprintf(detail, sizeof(detail), "{\"n\":%d}", i);
-        assert_int_equal(pl_audit_append(db, t.id, "itest", "test.entry", "x", detail, &perr),
-                         0);
+        assert_int_equal(pl_audit_append(db, t.id, "itest", "test.entry", "x", detail, &perr), 0);
     }
     assert_int_equal(pl_audit_verify(db, t.id, err, sizeof(err)), 3);
     const char *p[1] = {t.id};
@@ -250,8 +249,8 @@ static void test_relay_killed_between_produce_and_mark(void **state)
         itest_response_free(&r);
     }
     api_stop(&a);
-    char *pending = itest_sql(sdb, "SELECT count(*) FROM outbox WHERE published_at IS NULL", 0,
-                              NULL);
+    char *pending =
+        itest_sql(sdb, "SELECT count(*) FROM outbox WHERE published_at IS NULL", 0, NULL);
     assert_string_equal(pending, "5");
     free(pending);
 

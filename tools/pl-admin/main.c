@@ -102,8 +102,8 @@ static int admin_project_create(PGconn *conn, int argc, char **argv)
     json_object_object_add(s, "name", json_object_new_string(name));
     struct pl_pg_error err;
     char *json = NULL;
-    int r = pl_project_store_create(conn, tenant, "admin", json_object_to_json_string(s), &json,
-                                    &err);
+    int r =
+        pl_project_store_create(conn, tenant, "admin", json_object_to_json_string(s), &json, &err);
     json_object_put(s);
     if (r < 0)
         return admin_fail("%s", err.message);
@@ -214,8 +214,7 @@ static int admin_offsets_reset(const struct pl_config *cfg, int argc, char **arg
         for (int i = 0; i < l->cnt; i++) /* no message at or after the time: the end */
             if (l->elems[i].offset < 0) {
                 int64_t lo, hi;
-                rd_kafka_query_watermark_offsets(rk, topic, l->elems[i].partition, &lo, &hi,
-                                                 10000);
+                rd_kafka_query_watermark_offsets(rk, topic, l->elems[i].partition, &lo, &hi, 10000);
                 l->elems[i].offset = hi;
             }
     }
@@ -224,8 +223,7 @@ static int admin_offsets_reset(const struct pl_config *cfg, int argc, char **arg
         admin_fail("commit failed (stop the group's consumers first): %s", rd_kafka_err2str(e));
     } else {
         for (int i = 0; i < l->cnt; i++)
-            printf("%s[%d] -> %lld\n", topic, l->elems[i].partition,
-                   (long long)l->elems[i].offset);
+            printf("%s[%d] -> %lld\n", topic, l->elems[i].partition, (long long)l->elems[i].offset);
         rc = 0;
     }
     rd_kafka_topic_partition_list_destroy(l);
@@ -260,7 +258,8 @@ int main(int argc, char **argv)
         fn = admin_project_create;
     else if (strcmp(cmd, "apikey") == 0 && strcmp(sub, "create") == 0)
         fn = admin_apikey_create;
-    else if (strcmp(cmd, "migrate") != 0 && !(strcmp(cmd, "audit") == 0 && strcmp(sub, "verify") == 0)) {
+    else if (strcmp(cmd, "migrate") != 0 &&
+             !(strcmp(cmd, "audit") == 0 && strcmp(sub, "verify") == 0)) {
         fputs(admin_usage, stderr);
         return 2;
     }

@@ -33,8 +33,7 @@ static const struct {
     {"pl.dlq", 1},
 };
 
-static void devkafka_broker_set(struct pl_http_request *req, struct pl_http_response *res,
-                                bool up)
+static void devkafka_broker_set(struct pl_http_request *req, struct pl_http_response *res, bool up)
 {
     rd_kafka_mock_cluster_t *mc = req->user;
     long long id;
@@ -49,8 +48,7 @@ static void devkafka_broker_set(struct pl_http_request *req, struct pl_http_resp
         return;
     }
     pl_info("broker %lld is now %s", id, up ? "up" : "down");
-    pl_http_json_text(res, 200, up ? "{\"state\":\"up\"}" : "{\"state\":\"down\"}",
-                      up ? 14 : 16);
+    pl_http_json_text(res, 200, up ? "{\"state\":\"up\"}" : "{\"state\":\"down\"}", up ? 14 : 16);
 }
 
 static void devkafka_broker_down(struct pl_http_request *req, struct pl_http_response *res)
@@ -116,8 +114,8 @@ int main(int argc, char **argv)
     }
     struct pl_http_server *control = NULL;
     if (control_port >= 0) {
-        control = pl_http_server_start("127.0.0.1", (int)control_port, 1, 4096, devkafka_routes,
-                                       2, mc, err, sizeof(err));
+        control = pl_http_server_start("127.0.0.1", (int)control_port, 1, 4096, devkafka_routes, 2,
+                                       mc, err, sizeof(err));
         if (!control) {
             pl_error("control server: %s", err);
             return 1;
