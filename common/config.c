@@ -3,6 +3,7 @@
 #include "util.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <libconfig.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,6 +194,33 @@ void pl_config_defaults(struct pl_config *cfg, const char *service)
     cfg->outbox_batch = 100;
 }
 
+/* libconfig 1.5 wraps a decimal literal that does not fit in 32 bits (4294975592 reads as
+ * 8296). Re-read the literal from the file and refuse the setting when the two disagree. */
+static bool config_int_literal_wrapped(const char *path, int line, const char *key, long long v)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    char buf[1024];
+    bool wrapped = false;
+    for (int n = 1; fgets(buf, sizeof(buf), f); n++) {
+        if (n != line)
+            continue;
+        const char *k = strstr(buf, key);
+        const char *p = k ? k + strlen(key) : NULL;
+        while (p && (*p == ' ' || *p == '\t' || *p == '=' || *p == ':'))
+            p++;
+        if (p) {
+            errno = 0;
+            long long literal = strtoll(p, NULL, 0);
+            wrapped = errno == ERANGE || literal != v;
+        }
+        break;
+    }
+    fclose(f);
+    return wrapped;
+}
+
 static int config_apply_file(struct pl_config *cfg, const char *path, char *err, size_t errsz)
 {
     config_t lc;
@@ -229,9 +257,16 @@ static int config_apply_file(struct pl_config *cfg, const char *path, char *err,
             if (f->type == CONFIG_STRING && type == CONFIG_TYPE_STRING)
                 r = config_store_string(cfg, f, config_setting_get_string(s), why, sizeof(why));
             else if (f->type == CONFIG_INT &&
-                     (type == CONFIG_TYPE_INT || type == CONFIG_TYPE_INT64))
-                r = config_store_int(cfg, f, config_setting_get_int64(s), why, sizeof(why));
-            else if (f->type == CONFIG_BOOL && type == CONFIG_TYPE_BOOL) {
+                     (type == CONFIG_TYPE_INT || type == CONFIG_TYPE_INT64)) {
+                if (type == CONFIG_TYPE_INT &&
+                    config_int_literal_wrapped(path, line, kname, config_setting_get_int64(s))) {
+                    snprintf(why, sizeof(why), "%s.%s: out of range [%ld, %ld]", sname, kname,
+                             f->min, f->max);
+                    r = -1;
+                } else {
+                    r = config_store_int(cfg, f, config_setting_get_int64(s), why, sizeof(why));
+                }
+            } else if (f->type == CONFIG_BOOL && type == CONFIG_TYPE_BOOL) {
                 *(bool *)((char *)cfg + f->offset) = config_setting_get_bool(s) != 0;
                 r = 0;
             } else {

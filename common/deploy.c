@@ -87,14 +87,17 @@ int pl_deploy_allowed_from(enum pl_deploy_status to, enum pl_deploy_actor actor,
                            size_t bufsz)
 {
     unsigned set = deploy_from_set(to, actor);
-    size_t len = (size_t)snprintf(buf, bufsz, "{");
+    size_t len = 0;
     int n = 0;
-    for (int s = PL_DEPLOY_PROPOSED; s < PL_DEPLOY_NSTATUS && len < bufsz; s++)
-        if (set & BIT(s))
-            len += (size_t)snprintf(buf + len, bufsz - len, "%s%s", n++ ? "," : "",
-                                    deploy_status_names[s]);
-    if (len < bufsz)
-        snprintf(buf + len, bufsz - len, "}");
+    /* Counts every status even when buf is too small; snprintf keeps buf terminated. */
+    len += (size_t)snprintf(buf, bufsz, "{");
+    for (int s = PL_DEPLOY_PROPOSED; s < PL_DEPLOY_NSTATUS; s++) {
+        if (!(set & BIT(s)))
+            continue;
+        len += (size_t)snprintf(len < bufsz ? buf + len : NULL, len < bufsz ? bufsz - len : 0,
+                                "%s%s", n++ ? "," : "", deploy_status_names[s]);
+    }
+    snprintf(len < bufsz ? buf + len : NULL, len < bufsz ? bufsz - len : 0, "}");
     return n;
 }
 

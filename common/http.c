@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct pl_http_server {
     struct MHD_Daemon *daemon;
@@ -124,7 +125,7 @@ static enum MHD_Result http_query_check_one(void *cls, enum MHD_ValueKind kind, 
     (void)value;
     struct query_check *qc = cls;
     for (const char *const *a = qc->allowed; *a; a++)
-        if (strcmp(*a, key) == 0)
+        if (strcasecmp(*a, key) == 0) /* MHD looks values up ignoring case, so must we */
             return MHD_YES;
     qc->unknown = key;
     return MHD_NO;
@@ -213,8 +214,13 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const
         /* Refuse a declared oversize body before reading any of it. */
         const char *cl =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > srv->max_body)
+        if (cl && strtoull(cl, NULL, 10) > srv->max_body) {
+            /* Answer now: MHD then closes the connection instead of reading the body. */
             up->too_large = true;
+            struct pl_http_response res = {0};
+            pl_http_error(&res, 413, "request body larger than %zu bytes", srv->max_body);
+            return http_send(conn, &res);
+        }
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
@@ -286,9 +292,9 @@ struct pl_http_server *pl_http_server_start(const char *bind, int port, int thre
     srv->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
         http_access, srv, MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
+        (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(threads > 1 ? threads : 0),
         MHD_OPTION_NOTIFY_COMPLETED, http_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)30, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+        (unsigned)30, MHD_OPTION_END);
     if (!srv->daemon) {
         snprintf(err, errsz, "cannot listen on %s:%d", bind, port);
         free(srv);

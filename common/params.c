@@ -33,7 +33,17 @@ json_object *pl_param_json_object(const char *body, size_t len, bool allow_empty
         snprintf(err, errsz, "request body must be a JSON object");
         return NULL;
     }
+    /* Only an object is acceptable: another JSON value is refused before parsing (json-c
+     * cannot finish a bare top-level number without a terminator anyway). */
+    if (strchr("[\"-0123456789", body[i])) {
+        snprintf(err, errsz, "request body must be a JSON object");
+        return NULL;
+    }
     json_tokener *tok = json_tokener_new();
+    /* Strict: no comments, trailing commas or NaN; valid UTF-8. Trailing data is let through
+     * the tokener so that it can be named as such below. */
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS |
+                                    JSON_TOKENER_VALIDATE_UTF8);
     json_object *obj = json_tokener_parse_ex(tok, body, (int)len);
     enum json_tokener_error jerr = json_tokener_get_error(tok);
     size_t end = json_tokener_get_parse_end(tok);
@@ -41,19 +51,21 @@ json_object *pl_param_json_object(const char *body, size_t len, bool allow_empty
     while (end < len &&
            (body[end] == ' ' || body[end] == '\n' || body[end] == '\r' || body[end] == '\t'))
         end++;
+    /* true/false/null: a literal (null parses to NULL; json-c wants a terminator after the
+     * others) is valid JSON, just not an object. */
+    if (body[i] != '{' &&
+        (jerr == json_tokener_continue || (jerr == json_tokener_success && !obj))) {
+        snprintf(err, errsz, "request body must be a JSON object");
+        return NULL;
+    }
     if (!obj || jerr != json_tokener_success) {
         snprintf(err, errsz, "request body is not valid JSON: %s",
-                 jerr == json_tokener_success ? "incomplete" : json_tokener_error_desc(jerr));
+                 jerr == json_tokener_continue ? "unexpected end" : json_tokener_error_desc(jerr));
         json_object_put(obj);
         return NULL;
     }
     if (end != len) {
         snprintf(err, errsz, "request body has data after the JSON value");
-        json_object_put(obj);
-        return NULL;
-    }
-    if (!json_object_is_type(obj, json_type_object)) {
-        snprintf(err, errsz, "request body must be a JSON object");
         json_object_put(obj);
         return NULL;
     }

@@ -418,9 +418,10 @@ static void test_load_bad_values(void **state)
     expect_load_error("http = { port = 99999999999L; };\n", 1, "http.port", "out of range");
     expect_load_error("log = {\n level = \"loud\";\n};\n", 2, "log.level", "loud");
     expect_load_error("pg = { dsn = \"\"; };\n", 1, "pg.dsn", NULL);
-    /* Not asserted (reported as a bug): an integer literal without the L suffix that does not
-     * fit in 32 bits wraps silently in libconfig 1.5, so "port = 4294975592;" loads as port
-     * 8296 instead of failing as out of range (with "4294975592L" it is rejected). */
+    /* libconfig 1.5 wraps this literal to 8296; the loader notices and refuses it. */
+    expect_load_error("http = { port = 4294975592; };\n", 1, "http.port", "out of range");
+    expect_load_error("http = {\n  threads = -4294967295;\n};\n", 2, "http.threads",
+                      "out of range");
 }
 
 static void test_load_syntax_error(void **state)
