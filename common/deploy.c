@@ -1,6 +1,7 @@
 #include "deploy.h"
 
 #include "audit.h"
+#include "deploy_store.h"
 #include "outbox.h"
 
 #include <json-c/json.h>
@@ -199,5 +200,14 @@ enum pl_transition_result pl_deploy_transition(PGconn *conn, const struct pl_dep
     if (row_json)
         *row_json = strdup(PQgetvalue(res, 0, 2));
     PQclear(res);
+    /* A hook may have changed the row (e.g. shipped_version_id): answer with what is stored. */
+    if (row_json && ch->hook) {
+        char *stored = NULL;
+        struct pl_pg_error ignored;
+        if (pl_deploy_store_get(conn, ch->tenant_id, ch->deployment_id, &stored, &ignored) == 1) {
+            free(*row_json);
+            *row_json = stored;
+        }
+    }
     return PL_TRANSITION_OK;
 }

@@ -36,7 +36,7 @@ int pl_migrate_apply(PGconn *conn, char *err, size_t errsz)
     }
     for (const struct pl_migration *m = pl_migrations; m->name; m++) {
         const char *params[1] = {m->name};
-        struct pl_pg_error perr;
+        struct pl_pg_error perr = {"", ""};
         PGresult *res = pl_pg_query(conn, "SELECT 1 FROM schema_migrations WHERE version = $1", 1,
                                     params, &perr);
         if (!res) {
