@@ -1,6 +1,7 @@
 #include "api.h"
 
 #include "log.h"
+#include "params.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,20 @@ bool api_authorize(struct pl_http_request *req, struct pl_http_response *res, un
     }
     if (!(roles & who->role)) {
         pl_http_error(res, 403, "role %s may not do this", pl_auth_role_name(who->role));
+        return false;
+    }
+    return true;
+}
+
+bool api_page_params(struct pl_http_request *req, struct pl_http_response *res, long long *limit,
+                     long long *offset)
+{
+    char why[128];
+    if (pl_param_int("limit", pl_http_query(req, "limit"), 50, 1, 200, limit, why, sizeof(why)) !=
+            0 ||
+        pl_param_int("offset", pl_http_query(req, "offset"), 0, 0, 1000000000LL, offset, why,
+                     sizeof(why)) != 0) {
+        pl_http_error(res, 400, "%s", why);
         return false;
     }
     return true;

@@ -17,6 +17,13 @@
 bool api_authorize(struct pl_http_request *req, struct pl_http_response *res, unsigned roles,
                    bool control_loop, struct pl_principal *who);
 
+/**
+ * @brief Reads the list parameters limit (1-200, default 50) and offset (>= 0, default 0);
+ *        on a bad value sets a 400 naming it. @returns true when both are valid.
+ */
+bool api_page_params(struct pl_http_request *req, struct pl_http_response *res, long long *limit,
+                     long long *offset);
+
 /** @brief Takes a pooled connection; on failure sets 503 and returns NULL. */
 PGconn *api_db(struct pl_http_request *req, struct pl_http_response *res);
 void api_db_release(struct pl_http_request *req, PGconn *conn);

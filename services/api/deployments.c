@@ -38,14 +38,8 @@ void api_deployments_list(struct pl_http_request *req, struct pl_http_response *
         return;
     }
     long long limit, offset;
-    char why[128];
-    if (pl_param_int("limit", pl_http_query(req, "limit"), 50, 1, 200, &limit, why, sizeof(why)) !=
-            0 ||
-        pl_param_int("offset", pl_http_query(req, "offset"), 0, 0, 1000000000LL, &offset, why,
-                     sizeof(why)) != 0) {
-        pl_http_error(res, 400, "%s", why);
+    if (!api_page_params(req, res, &limit, &offset))
         return;
-    }
     PGconn *conn = api_db(req, res);
     if (!conn)
         return;
