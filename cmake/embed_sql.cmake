@@ -1,5 +1,6 @@
 # Writes OUT: a C array of {name, sql} for every migration file in FILES (sorted).
 set(body "#include \"migrate.h\"\n\nconst struct pl_migration pl_migrations[] = {\n")
+string(REPLACE "|" ";" FILES "${FILES}")
 foreach(f ${FILES})
   get_filename_component(name ${f} NAME)
   file(READ ${f} hex HEX)

@@ -47,6 +47,7 @@ static const struct config_field config_fields[] = {
     STR("kafka", "brokers", kafka_brokers, 1, NULL),
     STR("kafka", "group_id", kafka_group_id, 0, NULL),
     INT("kafka", "session_timeout_ms", kafka_session_timeout_ms, 1000, 300000),
+    INT("kafka", "delivery_timeout_ms", kafka_delivery_timeout_ms, 1000, 300000),
     STR("kafka", "topic_traces", kafka_topic_traces, 1, NULL),
     STR("kafka", "topic_clusters", kafka_topic_clusters, 1, NULL),
     STR("kafka", "topic_deployments", kafka_topic_deployments, 1, NULL),
@@ -185,6 +186,7 @@ void pl_config_defaults(struct pl_config *cfg, const char *service)
     if (strcmp(service, "api") != 0)
         snprintf(cfg->kafka_group_id, sizeof(cfg->kafka_group_id), "pl-%s", service);
     cfg->kafka_session_timeout_ms = 10000;
+    cfg->kafka_delivery_timeout_ms = 10000;
     snprintf(cfg->kafka_topic_traces, sizeof(cfg->kafka_topic_traces), "pl.traces");
     snprintf(cfg->kafka_topic_clusters, sizeof(cfg->kafka_topic_clusters), "pl.clusters");
     snprintf(cfg->kafka_topic_deployments, sizeof(cfg->kafka_topic_deployments), "pl.deployments");

@@ -20,6 +20,7 @@ struct pl_config {
     char kafka_brokers[512];
     char kafka_group_id[128];
     int kafka_session_timeout_ms;
+    int kafka_delivery_timeout_ms;
     char kafka_topic_traces[128];
     char kafka_topic_clusters[128];
     char kafka_topic_deployments[128];

@@ -80,7 +80,8 @@ int pl_service_start(struct pl_service *svc, const char *name, int argc, char **
         pl_error("out of memory creating the database pool");
         return -1;
     }
-    svc->producer = pl_producer_new(svc->cfg.kafka_brokers, 10000, err, sizeof(err));
+    svc->producer = pl_producer_new(svc->cfg.kafka_brokers, svc->cfg.kafka_delivery_timeout_ms, err,
+                                    sizeof(err));
     if (!svc->producer) {
         pl_error("kafka producer: %s", err);
         return -1;

@@ -25,6 +25,29 @@ typedef enum pl_handle_result (*pl_worker_handler)(struct pl_service *svc,
  */
 int pl_worker_run(struct pl_service *svc, const char *const *topics, pl_worker_handler handler);
 
+/** One message of a batch and what became of it. */
+struct pl_worker_item {
+    const rd_kafka_message_t *msg;
+    enum pl_handle_result result; /* the handler sets PL_HANDLED or PL_HANDLE_DLQ */
+    char reason[256];             /* why, for PL_HANDLE_DLQ */
+};
+
+/**
+ * A batch handler does the work of all items (typically in one transaction). Returning
+ * PL_HANDLE_RETRY redelivers the whole batch later; otherwise each item's result counts.
+ */
+typedef enum pl_handle_result (*pl_worker_batch_handler)(struct pl_service *svc,
+                                                         struct pl_worker_item *items, size_t n,
+                                                         void *arg);
+
+/**
+ * @brief Like pl_worker_run, but hands the handler up to max_batch messages at once,
+ *        gathered for at most max_wait_ms after the first one arrived.
+ */
+int pl_worker_run_batch(struct pl_service *svc, const char *const *topics,
+                        pl_worker_batch_handler handler, void *arg, size_t max_batch,
+                        int max_wait_ms);
+
 /**
  * @brief Parses msg's value as a JSON object with "schema_version": 1 and the given
  *        required uuid fields (NULL-terminated). @returns the object (caller puts it), or

@@ -43,6 +43,9 @@ void api_deployments_approve(struct pl_http_request *req, struct pl_http_respons
 void api_deployments_reject(struct pl_http_request *req, struct pl_http_response *res);
 void api_deployments_rollback(struct pl_http_request *req, struct pl_http_response *res);
 
+void api_ingest_one(struct pl_http_request *req, struct pl_http_response *res);
+void api_ingest_batch(struct pl_http_request *req, struct pl_http_response *res);
+
 void api_projects_list(struct pl_http_request *req, struct pl_http_response *res);
 void api_projects_get(struct pl_http_request *req, struct pl_http_response *res);
 void api_projects_create(struct pl_http_request *req, struct pl_http_response *res);

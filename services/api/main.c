@@ -11,6 +11,8 @@ static const struct pl_http_route api_routes[] = {
     {"POST", "/v1/prompts/deployments/{id}/approve", api_deployments_approve},
     {"POST", "/v1/prompts/deployments/{id}/reject", api_deployments_reject},
     {"POST", "/v1/prompts/deployments/{id}/rollback", api_deployments_rollback},
+    {"POST", "/v1/ingest", api_ingest_one},
+    {"POST", "/v1/ingest/batch", api_ingest_batch},
     {"GET", "/v1/projects", api_projects_list},
     {"POST", "/v1/projects", api_projects_create},
     {"GET", "/v1/projects/{id}", api_projects_get},

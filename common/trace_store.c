@@ -1,0 +1,65 @@
+#include "trace_store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Builds a Postgres array literal {"a","b"} with every element quoted and escaped. */
+static char *trace_store_array(const char *const *items, int n)
+{
+    size_t cap = 3;
+    for (int i = 0; i < n; i++)
+        cap += 2 * strlen(items[i]) + 3;
+    char *s = malloc(cap), *p = s;
+    if (!s)
+        return NULL;
+    *p++ = '{';
+    for (int i = 0; i < n; i++) {
+        if (i)
+            *p++ = ',';
+        *p++ = '"';
+        for (const char *c = items[i]; *c; c++) {
+            if (*c == '"' || *c == '\\')
+                *p++ = '\\';
+            *p++ = *c;
+        }
+        *p++ = '"';
+    }
+    *p++ = '}';
+    *p = '\0';
+    return s;
+}
+
+int pl_trace_store_claim(PGconn *conn, const char *tenant_id, const char *project_id,
+                         const char *const *ids, int n, bool *is_new, struct pl_pg_error *err)
+{
+    char *arr = trace_store_array(ids, n);
+    if (!arr) {
+        snprintf(err->message, sizeof(err->message), "out of memory");
+        err->sqlstate[0] = '\0';
+        return -1;
+    }
+    const char *params[3] = {tenant_id, project_id, arr};
+    PGresult *res = pl_pg_query(
+        conn,
+        "WITH p AS (SELECT id FROM projects WHERE id = $2 AND tenant_id = $1"
+        "           AND archived_at IS NULL),"
+        " ins AS (INSERT INTO ingest_ids (project_id, trace_id, tenant_id)"
+        "         SELECT p.id, t, $1 FROM p, unnest($3::text[]) t"
+        "         ON CONFLICT DO NOTHING RETURNING trace_id)"
+        " SELECT (SELECT count(*) FROM p), trace_id FROM ins"
+        " UNION ALL SELECT (SELECT count(*) FROM p), NULL WHERE NOT EXISTS (SELECT 1 FROM ins)",
+        3, params, err);
+    free(arr);
+    if (!res)
+        return -1;
+    int rc = pl_pg_getll(res, 0, 0) == 1 ? 1 : 0;
+    for (int i = 0; i < n; i++) {
+        is_new[i] = false;
+        for (int r = 0; r < PQntuples(res); r++)
+            if (!PQgetisnull(res, r, 1) && strcmp(PQgetvalue(res, r, 1), ids[i]) == 0)
+                is_new[i] = true;
+    }
+    PQclear(res);
+    return rc;
+}
