@@ -86,6 +86,12 @@ enum pl_field_result pl_param_check_fields(json_object *obj, const struct pl_fie
             return PL_FIELDS_BAD_REQUEST;
         }
         switch (r->type) {
+        case PL_FIELD_OBJECT:
+            if (!json_object_is_type(val, json_type_object)) {
+                snprintf(err, errsz, "%s must be an object", key);
+                return PL_FIELDS_BAD_REQUEST;
+            }
+            break;
         case PL_FIELD_BOOL:
             if (!json_object_is_type(val, json_type_boolean)) {
                 snprintf(err, errsz, "%s must be a boolean", key);

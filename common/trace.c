@@ -237,8 +237,8 @@ int pl_trace_validate(json_object *trace, const char *where, char *err, size_t e
             !(json_object_is_type(version, json_type_string) &&
               json_object_get_string_len(version) >= 1 &&
               json_object_get_string_len(version) <= 64))
-            return trace_fail(err, errsz, 400, where, "prompt",
-                              ".version must be a positive integer or a version alias");
+            return trace_fail(err, errsz, 400, where, "prompt.version",
+                              "must be a positive integer or a version alias");
         if (json_object_object_length(v) > 2 ||
             (json_object_object_length(v) == 2 && !json_object_object_get_ex(v, "version", NULL)))
             return trace_fail(err, errsz, 400, where, "prompt", "takes only name and version");

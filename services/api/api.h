@@ -46,6 +46,14 @@ void api_deployments_rollback(struct pl_http_request *req, struct pl_http_respon
 void api_ingest_one(struct pl_http_request *req, struct pl_http_response *res);
 void api_ingest_batch(struct pl_http_request *req, struct pl_http_response *res);
 
+void api_eval_rules_list(struct pl_http_request *req, struct pl_http_response *res);
+void api_eval_rules_get(struct pl_http_request *req, struct pl_http_response *res);
+void api_eval_rules_create(struct pl_http_request *req, struct pl_http_response *res);
+void api_eval_rules_update(struct pl_http_request *req, struct pl_http_response *res);
+void api_eval_rules_delete(struct pl_http_request *req, struct pl_http_response *res);
+
+void api_clusters_list(struct pl_http_request *req, struct pl_http_response *res);
+
 void api_projects_list(struct pl_http_request *req, struct pl_http_response *res);
 void api_projects_get(struct pl_http_request *req, struct pl_http_response *res);
 void api_projects_create(struct pl_http_request *req, struct pl_http_response *res);

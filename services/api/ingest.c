@@ -7,6 +7,7 @@
 #include "metrics.h"
 #include "params.h"
 #include "trace.h"
+#include "util.h"
 #include "trace_store.h"
 
 #include <stdio.h>
@@ -105,10 +106,19 @@ out:
     return ok;
 }
 
+/* PostgreSQL's jsonb cannot hold \u0000, so such a trace could never be stored. */
+static bool ingest_has_nul(struct pl_http_request *req, struct pl_http_response *res)
+{
+    if (!pl_bytes_contain(req->body, req->body_len, "\\u0000"))
+        return false;
+    pl_http_error(res, 422, "NUL characters (\\u0000) are not supported in traces");
+    return true;
+}
+
 void api_ingest_one(struct pl_http_request *req, struct pl_http_response *res)
 {
     struct pl_principal who;
-    if (!api_authorize(req, res, PL_ROLES_WRITE, false, &who))
+    if (!api_authorize(req, res, PL_ROLES_WRITE, false, &who) || ingest_has_nul(req, res))
         return;
     char why[512];
     json_object *trace = pl_param_json_object(req->body, req->body_len, false, why, sizeof(why));
@@ -141,7 +151,7 @@ void api_ingest_one(struct pl_http_request *req, struct pl_http_response *res)
 void api_ingest_batch(struct pl_http_request *req, struct pl_http_response *res)
 {
     struct pl_principal who;
-    if (!api_authorize(req, res, PL_ROLES_WRITE, false, &who))
+    if (!api_authorize(req, res, PL_ROLES_WRITE, false, &who) || ingest_has_nul(req, res))
         return;
     char why[512];
     json_object *body = pl_param_json_object(req->body, req->body_len, false, why, sizeof(why));

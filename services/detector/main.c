@@ -1,25 +1,15 @@
-/* pl-detector: consumes traces; stores, evaluates and clusters them (issue 3).
- * For now the stage validates each event's envelope (dead-lettering bad ones) and
- * acknowledges it; the stage logic itself arrives with its issue. */
+/* pl-detector: consumes pl.traces in batches; stores traces, evaluates the projects' eval
+ * rules, turns failures into signatures and clusters, and announces clusters that reach
+ * their project's threshold on pl.clusters (through the outbox). */
+#include "detect.h"
 #include "log.h"
 #include "service.h"
 #include "worker.h"
 
 #include <stdlib.h>
 
-static enum pl_handle_result detector_handle(struct pl_service *svc, const rd_kafka_message_t *msg,
-                                             char *reason, size_t reasonsz)
-{
-    (void)svc;
-    static const char *const required[] = {"tenant_id", "project_id", NULL};
-    json_object *ev = pl_worker_parse_event(msg, required, reason, reasonsz);
-    if (!ev)
-        return PL_HANDLE_DLQ;
-    pl_debug("event %s[%d]@%lld accepted", rd_kafka_topic_name(msg->rkt), msg->partition,
-             (long long)msg->offset);
-    json_object_put(ev);
-    return PL_HANDLED;
-}
+#define DETECT_BATCH_MAX     500
+#define DETECT_BATCH_WAIT_MS 50
 
 int main(int argc, char **argv)
 {
@@ -28,7 +18,8 @@ int main(int argc, char **argv)
     if (pl_service_start(&svc, "detector", argc, argv, NULL, 0, NULL) != 0)
         goto out;
     const char *topics[] = {svc.cfg.kafka_topic_traces, NULL};
-    if (pl_worker_run(&svc, topics, detector_handle) == 0)
+    if (pl_worker_run_batch(&svc, topics, detect_batch, NULL, DETECT_BATCH_MAX,
+                            DETECT_BATCH_WAIT_MS) == 0)
         rc = EXIT_SUCCESS;
 out:
     pl_service_stop(&svc);

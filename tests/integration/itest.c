@@ -348,3 +348,80 @@ bool itest_outbox_drained(PGconn *conn, const char *const *keys, size_t n, int t
     }
     return false;
 }
+
+bool itest_group_caught_up(const char *group, const char *topic, int timeout_ms)
+{
+    char err[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", itest_env("PL_KAFKA_BROKERS"), err, sizeof(err));
+    rd_kafka_conf_set(conf, "group.id", group, err, sizeof(err));
+    rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    assert_non_null(rk);
+    const struct rd_kafka_metadata *md;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    assert_int_equal(rd_kafka_metadata(rk, 0, rkt, &md, 10000), 0);
+    int nparts = md->topics[0].partition_cnt;
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    bool done = false;
+    int64_t deadline = pl_now_ms() + timeout_ms;
+    while (!done && pl_now_ms() <= deadline) {
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(nparts);
+        for (int p = 0; p < nparts; p++)
+            rd_kafka_topic_partition_list_add(l, topic, p);
+        done = rd_kafka_committed(rk, l, 5000) == 0;
+        for (int p = 0; done && p < nparts; p++) {
+            int64_t lo, hi;
+            done = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 5000) == 0 &&
+                   (hi == 0 || l->elems[p].offset >= hi);
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+        if (!done)
+            pl_sleep_ms(100);
+    }
+    rd_kafka_destroy(rk);
+    return done;
+}
+
+pid_t itest_service_start(const char *bin_name, const char *group, const char *const *extra_env,
+                          char log[128])
+{
+    static char env[16][640];
+    int port = itest_free_port();
+    snprintf(log, 128, "/tmp/pl-itest-%s-%d-%d.log", bin_name, (int)getpid(), port);
+    int n = 0;
+    snprintf(env[n++], sizeof(env[0]), "PL_PG_DSN=%s", itest_env("PL_PG_DSN"));
+    snprintf(env[n++], sizeof(env[0]), "PL_KAFKA_BROKERS=%s", itest_env("PL_KAFKA_BROKERS"));
+    snprintf(env[n++], sizeof(env[0]), "PL_HTTP_PORT=%d", port);
+    snprintf(env[n++], sizeof(env[0]), "PL_KAFKA_GROUP_ID=%s", group);
+    snprintf(env[n++], sizeof(env[0]), "PL_KAFKA_SESSION_TIMEOUT_MS=6000");
+    snprintf(env[n++], sizeof(env[0]), "PL_FAILPOINT=");
+    for (const char *const *e = extra_env; e && *e && n < 15; e++)
+        snprintf(env[n++], sizeof(env[0]), "%s", *e);
+    const char *envp[17];
+    for (int i = 0; i < n; i++)
+        envp[i] = env[i];
+    envp[n] = NULL;
+    char bin[512];
+    itest_bin(bin_name, bin, sizeof(bin));
+    const char *argv[] = {bin, NULL};
+    pid_t pid = itest_spawn(argv, envp, log);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/healthz", port);
+    if (!itest_wait_http_ok(url, 20000))
+        fail_msg("%s did not start (see %s)", bin_name, log);
+    return pid;
+}
+
+void itest_service_stop(pid_t pid)
+{
+    kill(pid, SIGTERM);
+    int st = itest_wait(pid, 10000);
+    if (st == -1) {
+        kill(pid, SIGKILL);
+        itest_wait(pid, 5000);
+        fail_msg("service %d did not stop within 10 s of SIGTERM", (int)pid);
+    }
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}

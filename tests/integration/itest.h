@@ -74,6 +74,21 @@ bool itest_wait_http_ok(const char *url, int timeout_ms);
 /** @brief Polls until file contains needle or timeout_ms passes. */
 bool itest_wait_file_contains(const char *path, const char *needle, int timeout_ms);
 
+/** @brief Polls until group's committed offsets on every partition of topic reach the
+ *         partition's end, or timeout_ms passes. */
+bool itest_group_caught_up(const char *group, const char *topic, int timeout_ms);
+
+/**
+ * @brief Starts a service binary (e.g. "pl-detector") against the stack with a group of its
+ *        own choosing and extra "NAME=value" entries (NULL-ended; may be NULL); stderr to
+ *        log (a path buffer of 128 bytes filled in). Waits for /healthz. Returns the pid.
+ */
+pid_t itest_service_start(const char *bin_name, const char *group, const char *const *extra_env,
+                          char log[128]);
+
+/** @brief SIGTERM and wait (fails the test unless it exits 0 within 10 s). */
+void itest_service_stop(pid_t pid);
+
 /** @brief A currently free TCP port on 127.0.0.1. */
 int itest_free_port(void);
 

@@ -159,6 +159,54 @@ static int admin_parse_time(const char *s, int64_t *ms)
     return 0;
 }
 
+/*
+ * Commits offsets as a member of the group: some brokers (librdkafka's mock cluster among
+ * them) refuse commits from outside a group that has had members. Joining needs the group's
+ * consumers stopped, which a reset needs anyway.
+ */
+static rd_kafka_resp_err_t admin_commit_as_member(const struct pl_config *cfg, const char *group,
+                                                  const char *topic,
+                                                  rd_kafka_topic_partition_list_t *offsets)
+{
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", cfg->kafka_brokers, err, sizeof(err)) ||
+        rd_kafka_conf_set(conf, "group.id", group, err, sizeof(err)) ||
+        rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof(err)) ||
+        rd_kafka_conf_set(conf, "session.timeout.ms", "6000", err, sizeof(err)) ||
+        rd_kafka_conf_set(conf, "partition.assignment.strategy", "range", err, sizeof(err))) {
+        rd_kafka_conf_destroy(conf);
+        return RD_KAFKA_RESP_ERR__INVALID_ARG;
+    }
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        return RD_KAFKA_RESP_ERR__FAIL;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(rk, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    int64_t deadline = pl_now_ms() + 30000;
+    bool assigned = false;
+    while (!e && !assigned && pl_now_ms() < deadline) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+        if (m)
+            rd_kafka_message_destroy(m);
+        rd_kafka_topic_partition_list_t *a = NULL;
+        if (rd_kafka_assignment(rk, &a) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            assigned = a->cnt > 0;
+            rd_kafka_topic_partition_list_destroy(a);
+        }
+    }
+    if (!e)
+        e = assigned ? rd_kafka_commit(rk, offsets, 0) : RD_KAFKA_RESP_ERR__TIMED_OUT;
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return e;
+}
+
 static int admin_offsets_reset(const struct pl_config *cfg, int argc, char **argv)
 {
     const char *group = admin_opt(argc, argv, "--group"), *topic = admin_opt(argc, argv, "--topic");
@@ -219,6 +267,8 @@ static int admin_offsets_reset(const struct pl_config *cfg, int argc, char **arg
             }
     }
     rd_kafka_resp_err_t e = rd_kafka_commit(rk, l, 0);
+    if (e == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID || e == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION)
+        e = admin_commit_as_member(cfg, group, topic, l);
     if (e) {
         admin_fail("commit failed (stop the group's consumers first): %s", rd_kafka_err2str(e));
     } else {

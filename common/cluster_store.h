@@ -1,0 +1,34 @@
+/* SQL for what the detector writes: traces, failure_clusters, cluster_members, and the
+ * pl.clusters event of a cluster that reaches its project's threshold. */
+#ifndef PL_CLUSTER_STORE_H
+#define PL_CLUSTER_STORE_H
+
+#include "pg.h"
+
+/**
+ * @brief Stores one batch in the caller's open transaction, idempotently (a replayed batch
+ *        changes nothing):
+ *        - traces_json: JSON array of {"e": <pl.traces envelope>, "eval": {...}}; traces
+ *          already stored (same project and id) are left as they are;
+ *        - failures_json: JSON array of {tenant_id, project_id, trace_id, signature, template,
+ *          error_type, seen_at}: clusters are created or widened (first/last seen), members
+ *          added once, counts raised by the new members only;
+ *        - a cluster whose count first reaches cluster_min_size gets one event on
+ *          clusters_topic through the outbox.
+ * @returns the number of threshold events written, or -1 with err filled.
+ */
+int pl_cluster_store_batch(PGconn *conn, const char *traces_json, const char *failures_json,
+                           int grouping_version, const char *clusters_topic,
+                           struct pl_pg_error *err);
+
+/**
+ * @brief The API body {clusters:[{signature, error_message, error_type, count, first_seen,
+ *        last_seen, sample_ids}]} for a tenant, newest first (by last_seen); project_id, from
+ *        and to (ISO timestamps on last_seen) filter when not NULL.
+ * @returns JSON text (caller frees), or NULL with err.
+ */
+char *pl_cluster_store_list(PGconn *conn, const char *tenant_id, const char *project_id,
+                            const char *from, const char *to, long long limit,
+                            struct pl_pg_error *err);
+
+#endif

@@ -1,0 +1,327 @@
+#include "detect.h"
+
+#include "cluster_store.h"
+#include "evaluate.h"
+#include "failpoint.h"
+#include "log.h"
+#include "metrics.h"
+#include "template.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One valid message of the batch. */
+struct detect_entry {
+    struct pl_worker_item *item;
+    json_object *env;
+    json_object *trace;
+    const char *tenant_id;
+    const char *project_id;
+    const char *trace_id;
+    const char *received_at;
+};
+
+/* The enabled rules of one project, compiled for this batch. */
+struct detect_rule {
+    char project_id[37];
+    char metric_name[128];
+    struct pl_eval_rule *rule;
+};
+
+static const char *detect_str(json_object *obj, const char *key)
+{
+    json_object *v;
+    if (!json_object_object_get_ex(obj, key, &v) || !json_object_is_type(v, json_type_string))
+        return NULL;
+    return json_object_get_string(v);
+}
+
+/* Checks a pl.traces envelope; on failure fills the item's reason and returns false. */
+static bool detect_parse(struct pl_worker_item *item, struct detect_entry *e)
+{
+    const rd_kafka_message_t *msg = item->msg;
+    /* PostgreSQL's jsonb cannot hold \u0000: such a trace could never be stored. */
+    if (msg->payload && pl_bytes_contain(msg->payload, msg->len, "\\u0000")) {
+        snprintf(item->reason, sizeof(item->reason), "payload contains a NUL character (\\u0000)");
+        return false;
+    }
+    static const char *const required[] = {"tenant_id", "project_id", NULL};
+    e->env = pl_worker_parse_event(msg, required, item->reason, sizeof(item->reason));
+    if (!e->env)
+        return false;
+    e->item = item;
+    e->tenant_id = detect_str(e->env, "tenant_id");
+    e->project_id = detect_str(e->env, "project_id");
+    e->received_at = detect_str(e->env, "received_at");
+    if (!json_object_object_get_ex(e->env, "trace", &e->trace) ||
+        !json_object_is_type(e->trace, json_type_object))
+        snprintf(item->reason, sizeof(item->reason), "trace must be an object");
+    else if (!(e->trace_id = detect_str(e->trace, "id")) || !*e->trace_id ||
+             strlen(e->trace_id) > 128)
+        snprintf(item->reason, sizeof(item->reason), "trace.id must be a string of 1-128 bytes");
+    else if (!e->received_at || strlen(e->received_at) < 20 || strlen(e->received_at) > 40)
+        snprintf(item->reason, sizeof(item->reason), "received_at must be an ISO-8601 timestamp");
+    else
+        return true;
+    json_object_put(e->env);
+    e->env = NULL;
+    return false;
+}
+
+/* The trace's output as text for the evaluators (JSON text when it is not a string). */
+static const char *detect_output(json_object *trace)
+{
+    json_object *v;
+    if (!json_object_object_get_ex(trace, "output", &v) || !v)
+        return NULL;
+    if (json_object_is_type(v, json_type_string))
+        return json_object_get_string(v);
+    return json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
+}
+
+/* The trace's own error, or else the first span error: what an "error" failure says. */
+static const char *detect_error(json_object *trace, int *span_errors)
+{
+    const char *first = detect_str(trace, "error");
+    json_object *spans;
+    *span_errors = 0;
+    if (json_object_object_get_ex(trace, "spans", &spans) &&
+        json_object_is_type(spans, json_type_array))
+        for (size_t i = 0; i < json_object_array_length(spans); i++) {
+            const char *se = detect_str(json_object_array_get_idx(spans, i), "error");
+            if (se && *se) {
+                (*span_errors)++;
+                if (!first || !*first)
+                    first = se;
+            }
+        }
+    return first && *first ? first : NULL;
+}
+
+/* Appends one failure record to the failures JSON array. */
+static void detect_add_failure(json_object *failures, const struct detect_entry *e,
+                               const char *error_type, const char *message)
+{
+    char tmpl[1024], sig[PL_SIGNATURE_SIZE];
+    if (pl_template_from_text(message, tmpl, sizeof(tmpl)) != 0)
+        snprintf(tmpl, sizeof(tmpl), "%s", PL_TEMPLATE_VAR);
+    pl_template_signature(PL_GROUPING_VERSION, e->project_id, error_type, tmpl, sig);
+    json_object *f = json_object_new_object();
+    json_object_object_add(f, "tenant_id", json_object_new_string(e->tenant_id));
+    json_object_object_add(f, "project_id", json_object_new_string(e->project_id));
+    json_object_object_add(f, "trace_id", json_object_new_string(e->trace_id));
+    json_object_object_add(f, "signature", json_object_new_string(sig));
+    json_object_object_add(f, "template", json_object_new_string(tmpl));
+    json_object_object_add(f, "error_type", json_object_new_string(error_type));
+    json_object_object_add(f, "seen_at", json_object_new_string(e->received_at));
+    json_object_array_add(failures, f);
+}
+
+/* Loads and compiles the enabled rules of the batch's projects. */
+static int detect_load_rules(PGconn *conn, const char *projects_array, struct detect_rule **out,
+                             int *nout, struct pl_pg_error *err)
+{
+    const char *p[1] = {projects_array};
+    PGresult *res = pl_pg_query(conn,
+                                "SELECT project_id, metric_name, evaluator_type, config::text"
+                                " FROM eval_rules WHERE project_id = ANY($1::uuid[]) AND enabled"
+                                " ORDER BY created_at, id",
+                                1, p, err);
+    if (!res)
+        return -1;
+    int n = PQntuples(res), k = 0;
+    struct detect_rule *rules = calloc((size_t)(n ? n : 1), sizeof(*rules));
+    for (int i = 0; rules && i < n; i++) {
+        json_object *cfg = json_tokener_parse(PQgetvalue(res, i, 3));
+        char why[256];
+        if (pl_eval_rule_compile(PQgetvalue(res, i, 2), cfg, PQgetvalue(res, i, 1), &rules[k].rule,
+                                 why, sizeof(why)) != 0) {
+            /* Rules are validated when created; one that no longer compiles is skipped. */
+            pl_warn("eval rule %s of project %s skipped: %s", PQgetvalue(res, i, 1),
+                    PQgetvalue(res, i, 0), why);
+        } else {
+            snprintf(rules[k].project_id, sizeof(rules[k].project_id), "%s", PQgetvalue(res, i, 0));
+            snprintf(rules[k].metric_name, sizeof(rules[k].metric_name), "%s",
+                     PQgetvalue(res, i, 1));
+            k++;
+        }
+        json_object_put(cfg);
+    }
+    PQclear(res);
+    *out = rules;
+    *nout = k;
+    return rules ? 0 : -1;
+}
+
+/* Evaluates one trace: fills its eval object and appends its failures. */
+static void detect_evaluate(const struct detect_entry *e, const struct detect_rule *rules,
+                            int nrules, json_object *eval, json_object *failures)
+{
+    int span_errors = 0;
+    const char *error = detect_error(e->trace, &span_errors);
+    if (error)
+        detect_add_failure(failures, e, "error", error);
+    json_object *scores = NULL;
+    json_object_object_get_ex(e->trace, "eval_scores", &scores);
+    struct pl_eval_input in = {
+        .output = detect_output(e->trace),
+        .error = detect_str(e->trace, "error"),
+        .n_span_errors = (size_t)span_errors,
+        .eval_scores = scores,
+    };
+    for (int i = 0; i < nrules; i++) {
+        if (strcmp(rules[i].project_id, e->project_id) != 0)
+            continue;
+        struct pl_eval_result r;
+        pl_eval_rule_run(rules[i].rule, &in, &r);
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "passed", json_object_new_boolean(r.passed));
+        json_object_object_add(o, "feedback", json_object_new_string(r.feedback));
+        json_object_object_add(eval, rules[i].metric_name, o);
+        if (!r.passed) {
+            char type[160];
+            snprintf(type, sizeof(type), "rule:%s", rules[i].metric_name);
+            detect_add_failure(failures, e, type, r.feedback);
+        }
+    }
+}
+
+/* Marks the entries whose project is not the tenant's as dead letters. */
+static int detect_check_projects(PGconn *conn, struct detect_entry *es, size_t n,
+                                 const char *projects_array, struct pl_pg_error *err)
+{
+    const char *p[1] = {projects_array};
+    PGresult *res = pl_pg_query(
+        conn, "SELECT id, tenant_id FROM projects WHERE id = ANY($1::uuid[])", 1, p, err);
+    if (!res)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (!es[i].env)
+            continue;
+        bool ok = false;
+        for (int r = 0; r < PQntuples(res) && !ok; r++)
+            ok = strcmp(PQgetvalue(res, r, 0), es[i].project_id) == 0 &&
+                 strcmp(PQgetvalue(res, r, 1), es[i].tenant_id) == 0;
+        if (!ok) {
+            es[i].item->result = PL_HANDLE_DLQ;
+            snprintf(es[i].item->reason, sizeof(es[i].item->reason),
+                     "project %s does not exist for tenant %s", es[i].project_id, es[i].tenant_id);
+            json_object_put(es[i].env);
+            es[i].env = NULL;
+        }
+    }
+    PQclear(res);
+    return 0;
+}
+
+/* Postgres array literal of the distinct project ids of the valid entries. */
+static char *detect_projects_array(const struct detect_entry *es, size_t n)
+{
+    char *s = malloc(n * 38 + 3);
+    if (!s)
+        return NULL;
+    size_t len = 0;
+    s[len++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (!es[i].env)
+            continue;
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = es[j].env && strcmp(es[j].project_id, es[i].project_id) == 0;
+        if (!seen)
+            len += (size_t)snprintf(s + len, 38 + 1, "%s%s", len > 1 ? "," : "", es[i].project_id);
+    }
+    s[len++] = '}';
+    s[len] = '\0';
+    return s;
+}
+
+enum pl_handle_result detect_batch(struct pl_service *svc, struct pl_worker_item *items, size_t n,
+                                   void *arg)
+{
+    (void)arg;
+    static struct pl_metric *m_traces, *m_failures, *m_events;
+    if (!m_traces) {
+        m_traces = pl_metric_counter("pl_detector_traces_total", NULL,
+                                     "Traces stored and evaluated (replays included)");
+        m_failures = pl_metric_counter("pl_detector_failures_total", NULL,
+                                       "Failures (errors and failed rules) clustered");
+        m_events = pl_metric_counter("pl_detector_cluster_events_total", NULL,
+                                     "Clusters that reached their project's threshold");
+    }
+    enum pl_handle_result rc = PL_HANDLE_RETRY;
+    struct detect_entry *es = calloc(n, sizeof(*es));
+    char *projects = NULL;
+    struct detect_rule *rules = NULL;
+    int nrules = 0;
+    json_object *batch = json_object_new_array(), *failures = json_object_new_array();
+    PGconn *conn = NULL;
+    struct pl_pg_error err;
+    if (!es)
+        goto out;
+    size_t valid = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (detect_parse(&items[i], &es[i]))
+            valid++;
+        else
+            items[i].result = PL_HANDLE_DLQ;
+    }
+    if (valid == 0) {
+        rc = PL_HANDLED;
+        goto out;
+    }
+    conn = pl_pg_acquire(svc->pg, &err);
+    if (!conn || !(projects = detect_projects_array(es, n)) ||
+        detect_check_projects(conn, es, n, projects, &err) != 0 ||
+        detect_load_rules(conn, projects, &rules, &nrules, &err) != 0) {
+        pl_warn("detector: database: %s", err.message);
+        goto out;
+    }
+    size_t stored = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!es[i].env)
+            continue;
+        json_object *eval = json_object_new_object();
+        detect_evaluate(&es[i], rules, nrules, eval, failures);
+        json_object *row = json_object_new_object();
+        json_object_object_add(row, "e", json_object_get(es[i].env));
+        json_object_object_add(row, "ev", eval);
+        json_object_array_add(batch, row);
+        stored++;
+    }
+    int events = 0;
+    if (stored > 0) {
+        if (pl_pg_exec(conn, "BEGIN", 0, NULL, &err) != 0 ||
+            (events = pl_cluster_store_batch(
+                 conn, json_object_to_json_string_ext(batch, JSON_C_TO_STRING_PLAIN),
+                 json_object_to_json_string_ext(failures, JSON_C_TO_STRING_PLAIN),
+                 PL_GROUPING_VERSION, svc->cfg.kafka_topic_clusters, &err)) < 0 ||
+            pl_pg_exec(conn, "COMMIT", 0, NULL, &err) != 0) {
+            pl_warn("detector: storing a batch of %zu failed [%s]: %s", stored, err.sqlstate,
+                    err.message);
+            goto out; /* rolled back on release; the batch is redelivered */
+        }
+        pl_failpoint_crash("detector_after_commit"); /* crash-safety tests: before offsets */
+    }
+    pl_metric_add(m_traces, (int64_t)stored);
+    pl_metric_add(m_failures, (int64_t)json_object_array_length(failures));
+    pl_metric_add(m_events, events);
+    if (events > 0)
+        pl_info("detector: %d cluster(s) reached their threshold", events);
+    rc = PL_HANDLED;
+out:
+    if (conn)
+        pl_pg_release(svc->pg, conn);
+    for (int i = 0; i < nrules; i++)
+        pl_eval_rule_free(rules[i].rule);
+    free(rules);
+    free(projects);
+    for (size_t i = 0; es && i < n; i++)
+        json_object_put(es[i].env);
+    free(es);
+    json_object_put(batch);
+    json_object_put(failures);
+    return rc;
+}
