@@ -252,6 +252,7 @@ enum pl_handle_result detect_batch(struct pl_service *svc, struct pl_worker_item
                                      "Clusters that reached their project's threshold");
     }
     enum pl_handle_result rc = PL_HANDLE_RETRY;
+    int64_t t0 = pl_now_ms();
     struct detect_entry *es = calloc(n, sizeof(*es));
     char *projects = NULL;
     struct detect_rule *rules = NULL;
@@ -305,6 +306,8 @@ enum pl_handle_result detect_batch(struct pl_service *svc, struct pl_worker_item
         }
         pl_failpoint_crash("detector_after_commit"); /* crash-safety tests: before offsets */
     }
+    pl_debug("detector: batch of %zu stored in %lld ms (%zu failures, %d events)", stored,
+             (long long)(pl_now_ms() - t0), json_object_array_length(failures), events);
     pl_metric_add(m_traces, (int64_t)stored);
     pl_metric_add(m_failures, (int64_t)json_object_array_length(failures));
     pl_metric_add(m_events, events);
