@@ -117,7 +117,7 @@ static void test_poison_message_dead_lettered(void **state)
     assert_non_null(p);
     const char *poison = "{\"schema_version\": 1, \"tenant_id\": \"not json";
     struct pl_kafka_msg m = {.topic = "pl.traces",
-                             .partition = -1,
+                             .partition = 5, /* explicit: both on one partition */
                              .key = key,
                              .key_len = strlen(key),
                              .value = poison,
@@ -128,6 +128,10 @@ static void test_poison_message_dead_lettered(void **state)
         "{\"schema_version\":1,\"tenant_id\":\"00000000-0000-0000-0000-000000000001\","
         "\"project_id\":\"00000000-0000-0000-0000-000000000002\",\"trace\":{}}";
     struct pl_kafka_msg g = m;
+    char good_key[80];
+    snprintf(good_key, sizeof(good_key), "%s-next", key);
+    g.key = good_key; /* its own key: only the poison's dead letter is looked for below */
+    g.key_len = strlen(good_key);
     g.value = good;
     g.value_len = strlen(good);
     assert_int_equal(pl_producer_send(p, &g, err, sizeof(err)), 0);
