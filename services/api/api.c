@@ -2,6 +2,7 @@
 
 #include "log.h"
 #include "params.h"
+#include "util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,4 +95,29 @@ void api_json_owned(struct pl_http_response *res, int status, char *json)
 void api_actor(const struct pl_principal *who, char *buf, size_t bufsz)
 {
     snprintf(buf, bufsz, "key:%s", who->key_id);
+}
+
+void api_get_one(struct pl_http_request *req, struct pl_http_response *res, unsigned roles,
+                 bool control_loop, api_store_get get, const char *what)
+{
+    struct pl_principal who;
+    if (!api_authorize(req, res, roles, control_loop, &who))
+        return;
+    if (!pl_uuid_valid(req->params[0])) {
+        pl_http_error(res, 404, "%s not found", what);
+        return;
+    }
+    PGconn *conn = api_db(req, res);
+    if (!conn)
+        return;
+    struct pl_pg_error err;
+    char *json = NULL;
+    int found = get(conn, who.tenant_id, req->params[0], &json, &err);
+    api_db_release(req, conn);
+    if (found < 0)
+        api_db_error(res, &err);
+    else if (!found)
+        pl_http_error(res, 404, "%s not found", what);
+    else
+        api_json_owned(res, 200, json);
 }

@@ -24,6 +24,17 @@ bool api_authorize(struct pl_http_request *req, struct pl_http_response *res, un
 bool api_page_params(struct pl_http_request *req, struct pl_http_response *res, long long *limit,
                      long long *offset);
 
+/** A store's read of one object by id for a tenant: 1 + *json, 0 not found, -1 with err. */
+typedef int (*api_store_get)(PGconn *conn, const char *tenant_id, const char *id, char **json,
+                             struct pl_pg_error *err);
+
+/**
+ * @brief GET of one object: authorise roles (and plan), answer 404 for a non-UUID id or a
+ *        missing (or other tenant's) object, else 200 with the stored JSON.
+ */
+void api_get_one(struct pl_http_request *req, struct pl_http_response *res, unsigned roles,
+                 bool control_loop, api_store_get get, const char *what);
+
 /** @brief Takes a pooled connection; on failure sets 503 and returns NULL. */
 PGconn *api_db(struct pl_http_request *req, struct pl_http_response *res);
 void api_db_release(struct pl_http_request *req, PGconn *conn);

@@ -55,27 +55,7 @@ void api_deployments_list(struct pl_http_request *req, struct pl_http_response *
 
 void api_deployments_get(struct pl_http_request *req, struct pl_http_response *res)
 {
-    struct pl_principal who;
-    if (!api_authorize(req, res, PL_ROLES_ANY, true, &who))
-        return;
-    const char *id = req->params[0];
-    if (!pl_uuid_valid(id)) {
-        pl_http_error(res, 404, "deployment not found");
-        return;
-    }
-    PGconn *conn = api_db(req, res);
-    if (!conn)
-        return;
-    struct pl_pg_error err;
-    char *json = NULL;
-    int found = pl_deploy_store_get(conn, who.tenant_id, id, &json, &err);
-    api_db_release(req, conn);
-    if (found < 0)
-        api_db_error(res, &err);
-    else if (found == 0)
-        pl_http_error(res, 404, "deployment not found");
-    else
-        api_json_owned(res, 200, json);
+    api_get_one(req, res, PL_ROLES_ANY, true, pl_deploy_store_get, "deployment");
 }
 
 /* Applies an owner's move through the guarded transition and maps the outcome to HTTP. */

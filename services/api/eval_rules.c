@@ -102,26 +102,7 @@ void api_eval_rules_list(struct pl_http_request *req, struct pl_http_response *r
 
 void api_eval_rules_get(struct pl_http_request *req, struct pl_http_response *res)
 {
-    struct pl_principal who;
-    if (!api_authorize(req, res, PL_ROLES_ANY, false, &who))
-        return;
-    if (!pl_uuid_valid(req->params[0])) {
-        pl_http_error(res, 404, "eval rule not found");
-        return;
-    }
-    PGconn *conn = api_db(req, res);
-    if (!conn)
-        return;
-    struct pl_pg_error err;
-    char *json = NULL;
-    int found = pl_eval_rule_store_get(conn, who.tenant_id, req->params[0], &json, &err);
-    api_db_release(req, conn);
-    if (found < 0)
-        api_db_error(res, &err);
-    else if (!found)
-        pl_http_error(res, 404, "eval rule not found");
-    else
-        api_json_owned(res, 200, json);
+    api_get_one(req, res, PL_ROLES_ANY, false, pl_eval_rule_store_get, "eval rule");
 }
 
 void api_eval_rules_create(struct pl_http_request *req, struct pl_http_response *res)
