@@ -183,6 +183,12 @@ void pl_config_defaults(struct pl_config *cfg, const char *service)
     snprintf(cfg->pg_dsn, sizeof(cfg->pg_dsn), "postgresql:///promptloop");
     cfg->pg_pool_size = 4;
     snprintf(cfg->kafka_brokers, sizeof(cfg->kafka_brokers), "127.0.0.1:9092");
+    /* The api's handlers block on the database and on broker acknowledgements (tens of ms
+     * on the mock cluster), so it needs more threads than cores to keep requests in flight. */
+    if (strcmp(service, "api") == 0) {
+        cfg->http_threads = 16;
+        cfg->pg_pool_size = 16;
+    }
     if (strcmp(service, "api") != 0)
         snprintf(cfg->kafka_group_id, sizeof(cfg->kafka_group_id), "pl-%s", service);
     cfg->kafka_session_timeout_ms = 10000;

@@ -53,6 +53,7 @@ static bool ingest_publish(struct pl_http_request *req, struct pl_http_response 
         api_db_error(res, &err);
         goto out;
     }
+    int64_t t0 = pl_now_ms();
     int claimed = pl_trace_store_claim(conn, who->tenant_id, project_id, ids, n, is_new, &err);
     if (claimed < 0) {
         api_db_error(res, &err);
@@ -77,6 +78,7 @@ static bool ingest_publish(struct pl_http_request *req, struct pl_http_response 
                                             .value_len = strlen(payloads[nmsgs])};
         nmsgs++;
     }
+    int64_t t1 = pl_now_ms();
     if (nmsgs > 0 && pl_producer_send_batch(svc->producer, msgs, (size_t)nmsgs) != 0) {
         for (int k = 0; k < nmsgs; k++)
             if (msgs[k].result) {
@@ -88,10 +90,13 @@ static bool ingest_publish(struct pl_http_request *req, struct pl_http_response 
         snprintf(res->retry_after, sizeof(res->retry_after), "2");
         goto out;
     }
+    int64_t t2 = pl_now_ms();
     if (pl_pg_exec(conn, "COMMIT", 0, NULL, &err) != 0) {
         api_db_error(res, &err);
         goto out;
     }
+    pl_debug("ingest: %d traces: claim+envelopes %lld ms, produce %lld ms, commit %lld ms", n,
+             (long long)(t1 - t0), (long long)(t2 - t1), (long long)(pl_now_ms() - t2));
     pl_metric_add(pl_metric_counter("pl_ingest_traces_total", "result=\"accepted\"",
                                     "Traces received by the ingest API, by result"),
                   nmsgs);

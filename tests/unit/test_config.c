@@ -84,10 +84,10 @@ static void test_defaults_api(void **state)
     assert_string_equal(cfg.kafka_group_id, "");
     assert_string_equal(cfg.log_level, "info");
     assert_string_equal(cfg.http_bind, "127.0.0.1");
-    assert_int_equal(cfg.http_threads, 4);
+    assert_int_equal(cfg.http_threads, 16); /* the api blocks on DB and broker acks */
     assert_int_equal(cfg.http_max_body_bytes, 1024 * 1024);
     assert_string_equal(cfg.pg_dsn, "postgresql:///promptloop");
-    assert_int_equal(cfg.pg_pool_size, 4);
+    assert_int_equal(cfg.pg_pool_size, 16);
     assert_string_equal(cfg.kafka_brokers, "127.0.0.1:9092");
     assert_int_equal(cfg.kafka_session_timeout_ms, 10000);
     assert_string_equal(cfg.kafka_topic_traces, "pl.traces");
@@ -482,16 +482,16 @@ static void test_env_overrides_file(void **state)
 static void test_env_without_file(void **state)
 {
     (void)state;
-    setenv("PL_PG_POOL_SIZE", "16", 1);
+    setenv("PL_PG_POOL_SIZE", "9", 1);
     struct pl_config cfg;
     char err[512] = "";
-    pl_config_defaults(&cfg, "api");
+    pl_config_defaults(&cfg, "detector");
     int rc = pl_config_load(&cfg, NULL, err, sizeof(err));
     clear_env();
     assert_int_equal(rc, 0);
-    assert_int_equal(cfg.pg_pool_size, 16);
+    assert_int_equal(cfg.pg_pool_size, 9);
     /* Unset again: back to the default on a fresh load. */
-    pl_config_defaults(&cfg, "api");
+    pl_config_defaults(&cfg, "detector");
     assert_int_equal(pl_config_load(&cfg, NULL, err, sizeof(err)), 0);
     assert_int_equal(cfg.pg_pool_size, 4);
 }
