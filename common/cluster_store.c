@@ -1,5 +1,8 @@
 #include "cluster_store.h"
 
+#include "log.h"
+#include "util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +11,7 @@ int pl_cluster_store_batch(PGconn *conn, const char *traces_json, const char *fa
                            int grouping_version, const char *clusters_topic,
                            struct pl_pg_error *err)
 {
+    int64_t t0 = pl_now_ms();
     const char *p1[1] = {traces_json};
     /* Timestamps come from the envelope (received_at), never now(): a replay then writes
      * exactly what the first pass wrote. */
@@ -30,6 +34,7 @@ int pl_cluster_store_batch(PGconn *conn, const char *traces_json, const char *fa
             1, p1, err) != 0)
         return -1;
 
+    int64_t t1 = pl_now_ms();
     char gv[16];
     snprintf(gv, sizeof(gv), "%d", grouping_version);
     const char *p2[2] = {failures_json, gv};
@@ -49,6 +54,7 @@ int pl_cluster_store_batch(PGconn *conn, const char *traces_json, const char *fa
             2, p2, err) != 0)
         return -1;
 
+    int64_t t2 = pl_now_ms();
     /* Members first; counts grow by the members that were new, so replays add nothing. */
     const char *p3[1] = {failures_json};
     if (pl_pg_exec(conn,
@@ -64,6 +70,7 @@ int pl_cluster_store_batch(PGconn *conn, const char *traces_json, const char *fa
                    1, p3, err) != 0)
         return -1;
 
+    int64_t t3 = pl_now_ms();
     const char *p4[2] = {failures_json, clusters_topic};
     PGresult *res = pl_pg_query(
         conn,
@@ -83,6 +90,9 @@ int pl_cluster_store_batch(PGconn *conn, const char *traces_json, const char *fa
         return -1;
     int events = PQntuples(res);
     PQclear(res);
+    pl_debug("cluster store: traces %lld ms, clusters %lld ms, members %lld ms, threshold %lld ms",
+             (long long)(t1 - t0), (long long)(t2 - t1), (long long)(t3 - t2),
+             (long long)(pl_now_ms() - t3));
     return events;
 }
 

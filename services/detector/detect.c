@@ -292,6 +292,7 @@ enum pl_handle_result detect_batch(struct pl_service *svc, struct pl_worker_item
         json_object_array_add(batch, row);
         stored++;
     }
+    int64_t t_eval = pl_now_ms();
     int events = 0;
     if (stored > 0) {
         if (pl_pg_exec(conn, "BEGIN", 0, NULL, &err) != 0 ||
@@ -306,8 +307,10 @@ enum pl_handle_result detect_batch(struct pl_service *svc, struct pl_worker_item
         }
         pl_failpoint_crash("detector_after_commit"); /* crash-safety tests: before offsets */
     }
-    pl_debug("detector: batch of %zu stored in %lld ms (%zu failures, %d events)", stored,
-             (long long)(pl_now_ms() - t0), json_object_array_length(failures), events);
+    pl_debug("detector: batch of %zu in %lld ms (parse+evaluate %lld ms, store %lld ms;"
+             " %zu failures, %d events)",
+             stored, (long long)(pl_now_ms() - t0), (long long)(t_eval - t0),
+             (long long)(pl_now_ms() - t_eval), json_object_array_length(failures), events);
     pl_metric_add(m_traces, (int64_t)stored);
     pl_metric_add(m_failures, (int64_t)json_object_array_length(failures));
     pl_metric_add(m_events, events);
