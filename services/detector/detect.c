@@ -6,11 +6,13 @@
 #include "log.h"
 #include "metrics.h"
 #include "template.h"
+#include "trace.h"
 #include "util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* One valid message of the batch. */
 struct detect_entry {
@@ -38,6 +40,25 @@ static const char *detect_str(json_object *obj, const char *key)
     return json_object_get_string(v);
 }
 
+/* YYYY-MM-DDTHH:MM:SS[.ffffff]Z, with calendar ranges checked: what the SQL cast accepts. */
+static bool detect_timestamp_ok(const char *s)
+{
+    if (!s)
+        return false;
+    struct tm tm = {0};
+    const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!end || tm.tm_year < 0 || tm.tm_year > 8000)
+        return false;
+    if (*end == '.') {
+        int digits = 0;
+        for (end++; *end >= '0' && *end <= '9'; end++)
+            digits++;
+        if (digits < 1 || digits > 6)
+            return false;
+    }
+    return end[0] == 'Z' && end[1] == '\0';
+}
+
 /* Checks a pl.traces envelope; on failure fills the item's reason and returns false. */
 static bool detect_parse(struct pl_worker_item *item, struct detect_entry *e)
 {
@@ -61,8 +82,13 @@ static bool detect_parse(struct pl_worker_item *item, struct detect_entry *e)
     else if (!(e->trace_id = detect_str(e->trace, "id")) || !*e->trace_id ||
              strlen(e->trace_id) > 128)
         snprintf(item->reason, sizeof(item->reason), "trace.id must be a string of 1-128 bytes");
-    else if (!e->received_at || strlen(e->received_at) < 20 || strlen(e->received_at) > 40)
-        snprintf(item->reason, sizeof(item->reason), "received_at must be an ISO-8601 timestamp");
+    else if (!detect_timestamp_ok(e->received_at))
+        snprintf(item->reason, sizeof(item->reason),
+                 "received_at must be an ISO-8601 UTC timestamp (2026-01-31T12:00:00.000000Z)");
+    /* The api validated it, but the topic is open to any producer: a value that a SQL cast
+     * would refuse must never reach the batch insert (it would fail every retry). */
+    else if (pl_trace_validate(e->trace, "trace", item->reason, sizeof(item->reason)) != 0)
+        ;
     else
         return true;
     json_object_put(e->env);

@@ -136,14 +136,37 @@ static void test_poison_message_dead_lettered(void **state)
     g.value_len = strlen(good);
     assert_int_equal(pl_producer_send(p, &g, err, sizeof(err)), 0);
     assert_int_equal(g.out_partition, m.out_partition);
+    /* valid JSON, but values no SQL cast would take: dead-lettered too, never retried */
+    char bad_key[80];
+    snprintf(bad_key, sizeof(bad_key), "%s-casts", key);
+    const char *bad =
+        "{\"schema_version\":1,\"tenant_id\":\"00000000-0000-0000-0000-000000000001\","
+        "\"project_id\":\"00000000-0000-0000-0000-000000000002\","
+        "\"received_at\":\"2026-13-45T99:00:00Z\",\"trace\":{\"id\":\"x\","
+        "\"latency_ms\":\"abc\"}}";
+    struct pl_kafka_msg b = g;
+    b.key = bad_key;
+    b.key_len = strlen(bad_key);
+    b.value = bad;
+    b.value_len = strlen(bad);
+    assert_int_equal(pl_producer_send(p, &b, err, sizeof(err)), 0);
     pl_producer_destroy(p, 5000);
 
     /* the detector dead-letters the poison and moves on past the good one */
     int64_t deadline = pl_now_ms() + 30000;
-    while (committed_offset("pl-detector", "pl.traces", m.out_partition) <= g.out_offset &&
+    while (committed_offset("pl-detector", "pl.traces", m.out_partition) <= b.out_offset &&
            pl_now_ms() < deadline)
         pl_sleep_ms(100);
-    assert_true(committed_offset("pl-detector", "pl.traces", m.out_partition) > g.out_offset);
+    assert_true(committed_offset("pl-detector", "pl.traces", m.out_partition) > b.out_offset);
+    const char *bad_keys[1] = {bad_key};
+    json_object *casts = itest_kafka_read("pl.dlq", bad_keys, 1, 20000);
+    bool from_detector = false;
+    for (size_t i = 0; i < json_object_array_length(casts); i++)
+        from_detector |= strstr(json_object_get_string(json_object_object_get(
+                                    json_object_array_get_idx(casts, i), "error")),
+                                "received_at") != NULL;
+    assert_true(from_detector);
+    json_object_put(casts);
 
     const char *keys[1] = {key};
     json_object *dlq = itest_kafka_read("pl.dlq", keys, 1, 20000);
