@@ -7,31 +7,52 @@
 #include <stdlib.h>
 #include <string.h>
 
-int pl_cluster_store_batch(PGconn *conn, const char *traces_json, const char *failures_json,
-                           int grouping_version, const char *clusters_topic,
-                           struct pl_pg_error *err)
+/* COPY is several times cheaper than parsing the batch as one JSON parameter; the staging
+ * table lets ON CONFLICT keep the insert idempotent, which COPY alone cannot. */
+static int cluster_store_copy_traces(PGconn *conn, const char *rows, size_t len,
+                                     struct pl_pg_error *err)
+{
+    if (pl_pg_exec(conn,
+                   "CREATE TEMP TABLE IF NOT EXISTS pl_trace_stage (LIKE traces INCLUDING DEFAULTS)"
+                   " ON COMMIT DELETE ROWS",
+                   0, NULL, err) != 0)
+        return -1;
+    PGresult *res =
+        PQexec(conn, "COPY pl_trace_stage (" PL_CLUSTER_STORE_TRACE_COLUMNS ") FROM STDIN");
+    int rc = PQresultStatus(res) == PGRES_COPY_IN ? 0 : -1;
+    PQclear(res);
+    if (rc == 0 && (PQputCopyData(conn, rows, (int)len) != 1 || PQputCopyEnd(conn, NULL) != 1))
+        rc = -1;
+    /* Drain every result, keeping the first failure. */
+    while ((res = PQgetResult(conn)) != NULL) {
+        if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_COPY_IN &&
+            rc == 0) {
+            const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+            snprintf(err->sqlstate, sizeof(err->sqlstate), "%s", state ? state : "");
+            snprintf(err->message, sizeof(err->message), "%s", PQresultErrorMessage(res));
+            rc = -1;
+        }
+        PQclear(res);
+    }
+    if (rc != 0) {
+        if (!err->message[0])
+            snprintf(err->message, sizeof(err->message), "%s", PQerrorMessage(conn));
+        return -1;
+    }
+    return pl_pg_exec(conn,
+                      "INSERT INTO traces (" PL_CLUSTER_STORE_TRACE_COLUMNS ")"
+                      " SELECT " PL_CLUSTER_STORE_TRACE_COLUMNS " FROM pl_trace_stage"
+                      " ON CONFLICT (project_id, id) DO NOTHING",
+                      0, NULL, err);
+}
+
+int pl_cluster_store_batch(PGconn *conn, const char *traces_copy, size_t traces_len,
+                           const char *failures_json, int grouping_version,
+                           const char *clusters_topic, struct pl_pg_error *err)
 {
     int64_t t0 = pl_now_ms();
-    const char *p1[1] = {traces_json};
-    /* Timestamps come from the envelope (received_at), never now(): a replay then writes
-     * exactly what the first pass wrote. */
-    if (pl_pg_exec(
-            conn,
-            "INSERT INTO traces (tenant_id, project_id, id, external_id, name, model, input,"
-            " output, error, spans, events, tags, metadata, latency_ms, cost, eval, eval_scores,"
-            " prompt_name, prompt_version, created_at, received_at)"
-            " SELECT (x.e->>'tenant_id')::uuid, (x.e->>'project_id')::uuid, t->>'id',"
-            "  t->>'external_id', t->>'name', t->>'model', t->'input',"
-            "  CASE jsonb_typeof(t->'output') WHEN 'string' THEN t->>'output'"
-            "       WHEN 'null' THEN NULL ELSE (t->'output')::text END,"
-            "  t->>'error', t->'spans', t->'events', t->'tags', t->'metadata',"
-            "  (t->>'latency_ms')::int, (t->>'cost')::float8, x.ev, t->'eval_scores',"
-            "  t->'prompt'->>'name', t->'prompt'->>'version',"
-            "  (x.e->>'received_at')::timestamptz, (x.e->>'received_at')::timestamptz"
-            " FROM jsonb_to_recordset($1::jsonb) AS x(e jsonb, ev jsonb),"
-            "  LATERAL (SELECT x.e->'trace' AS t) tt"
-            " ON CONFLICT (project_id, id) DO NOTHING",
-            1, p1, err) != 0)
+    err->message[0] = '\0';
+    if (cluster_store_copy_traces(conn, traces_copy, traces_len, err) != 0)
         return -1;
 
     int64_t t1 = pl_now_ms();

@@ -126,6 +126,82 @@ static const char *detect_error(json_object *trace, int *span_errors)
     return first && *first ? first : NULL;
 }
 
+/* Writes one COPY text field: \N for NULL, with backslash, tab, newline and CR escaped. */
+static void detect_copy_text(FILE *f, const char *v, bool last)
+{
+    if (!v) {
+        fputs("\\N", f);
+    } else {
+        for (const char *c = v; *c; c++) {
+            switch (*c) {
+            case '\\':
+                fputs("\\\\", f);
+                break;
+            case '\t':
+                fputs("\\t", f);
+                break;
+            case '\n':
+                fputs("\\n", f);
+                break;
+            case '\r':
+                fputs("\\r", f);
+                break;
+            default:
+                fputc(*c, f);
+            }
+        }
+    }
+    fputc(last ? '\n' : '\t', f);
+}
+
+/* A member as COPY text: strings as they are, other JSON values as JSON text. */
+static void detect_copy_member(FILE *f, json_object *obj, const char *key, bool as_json)
+{
+    json_object *v = NULL;
+    if (!json_object_object_get_ex(obj, key, &v) || !v) {
+        detect_copy_text(f, NULL, false);
+        return;
+    }
+    if (!as_json && json_object_is_type(v, json_type_string))
+        detect_copy_text(f, json_object_get_string(v), false);
+    else
+        detect_copy_text(f, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN), false);
+}
+
+/* One traces row, in PL_CLUSTER_STORE_TRACE_COLUMNS order. Timestamps come from the envelope
+ * (received_at), never now(): a replay writes exactly what the first pass wrote. */
+static void detect_copy_row(FILE *f, const struct detect_entry *e, json_object *eval)
+{
+    json_object *t = e->trace, *prompt = NULL;
+    detect_copy_text(f, e->tenant_id, false);
+    detect_copy_text(f, e->project_id, false);
+    detect_copy_text(f, e->trace_id, false);
+    detect_copy_member(f, t, "external_id", false);
+    detect_copy_member(f, t, "name", false);
+    detect_copy_member(f, t, "model", false);
+    detect_copy_member(f, t, "input", true);
+    detect_copy_member(f, t, "output", false);
+    detect_copy_member(f, t, "error", false);
+    detect_copy_member(f, t, "spans", true);
+    detect_copy_member(f, t, "events", true);
+    detect_copy_member(f, t, "tags", true);
+    detect_copy_member(f, t, "metadata", true);
+    detect_copy_member(f, t, "latency_ms", false);
+    detect_copy_member(f, t, "cost", false);
+    detect_copy_text(f, json_object_to_json_string_ext(eval, JSON_C_TO_STRING_PLAIN), false);
+    detect_copy_member(f, t, "eval_scores", true);
+    json_object_object_get_ex(t, "prompt", &prompt);
+    if (prompt) {
+        detect_copy_member(f, prompt, "name", false);
+        detect_copy_member(f, prompt, "version", false);
+    } else {
+        detect_copy_text(f, NULL, false);
+        detect_copy_text(f, NULL, false);
+    }
+    detect_copy_text(f, e->received_at, false);
+    detect_copy_text(f, e->received_at, true);
+}
+
 /* Appends one failure record to the failures JSON array. */
 static void detect_add_failure(json_object *failures, const struct detect_entry *e,
                                const char *error_type, const char *message)
@@ -283,10 +359,13 @@ enum pl_handle_result detect_batch(struct pl_service *svc, struct pl_worker_item
     char *projects = NULL;
     struct detect_rule *rules = NULL;
     int nrules = 0;
-    json_object *batch = json_object_new_array(), *failures = json_object_new_array();
+    json_object *failures = json_object_new_array();
+    char *rows = NULL;
+    size_t rows_len = 0;
+    FILE *copy = open_memstream(&rows, &rows_len);
     PGconn *conn = NULL;
     struct pl_pg_error err;
-    if (!es)
+    if (!es || !copy)
         goto out;
     size_t valid = 0;
     for (size_t i = 0; i < n; i++) {
@@ -312,18 +391,17 @@ enum pl_handle_result detect_batch(struct pl_service *svc, struct pl_worker_item
             continue;
         json_object *eval = json_object_new_object();
         detect_evaluate(&es[i], rules, nrules, eval, failures);
-        json_object *row = json_object_new_object();
-        json_object_object_add(row, "e", json_object_get(es[i].env));
-        json_object_object_add(row, "ev", eval);
-        json_object_array_add(batch, row);
+        detect_copy_row(copy, &es[i], eval);
+        json_object_put(eval);
         stored++;
     }
     int64_t t_eval = pl_now_ms();
     int events = 0;
+    fflush(copy);
     if (stored > 0) {
         if (pl_pg_exec(conn, "BEGIN", 0, NULL, &err) != 0 ||
             (events = pl_cluster_store_batch(
-                 conn, json_object_to_json_string_ext(batch, JSON_C_TO_STRING_PLAIN),
+                 conn, rows, rows_len,
                  json_object_to_json_string_ext(failures, JSON_C_TO_STRING_PLAIN),
                  PL_GROUPING_VERSION, svc->cfg.kafka_topic_clusters, &err)) < 0 ||
             pl_pg_exec(conn, "COMMIT", 0, NULL, &err) != 0) {
@@ -353,7 +431,9 @@ out:
     for (size_t i = 0; es && i < n; i++)
         json_object_put(es[i].env);
     free(es);
-    json_object_put(batch);
+    if (copy)
+        fclose(copy);
+    free(rows);
     json_object_put(failures);
     return rc;
 }
