@@ -81,3 +81,36 @@ long long pl_audit_verify(PGconn *conn, const char *tenant_id, char *err, size_t
     PQclear(res);
     return rc;
 }
+
+static int audit_rollback(PGconn *conn, int rc)
+{
+    struct pl_pg_error ignored;
+    pl_pg_exec(conn, "ROLLBACK", 0, NULL, &ignored);
+    return rc;
+}
+
+int pl_audit_write(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                   const char *tenant_id, const char *actor, const char *action, const char *detail,
+                   int on_unique, char **json, struct pl_pg_error *err)
+{
+    if (pl_pg_exec(conn, "BEGIN", 0, NULL, err) != 0)
+        return -1;
+    PGresult *res = pl_pg_query(conn, sql, nparams, params, err);
+    if (!res)
+        return audit_rollback(
+            conn, strcmp(err->sqlstate, PL_SQLSTATE_UNIQUE_VIOLATION) == 0 ? on_unique : -1);
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return audit_rollback(conn, 0);
+    }
+    if (pl_audit_append(conn, tenant_id, actor, action, PQgetvalue(res, 0, 0),
+                        detail ? detail : PQgetvalue(res, 0, 1), err) != 0 ||
+        pl_pg_exec(conn, "COMMIT", 0, NULL, err) != 0) {
+        PQclear(res);
+        return audit_rollback(conn, -1);
+    }
+    if (json)
+        *json = strdup(PQgetvalue(res, 0, 1));
+    PQclear(res);
+    return 1;
+}

@@ -14,6 +14,17 @@ int pl_audit_append(PGconn *conn, const char *tenant_id, const char *actor, cons
                     const char *target, const char *detail_json, struct pl_pg_error *err);
 
 /**
+ * @brief Runs sql (which must return one row: id, row JSON) and audits it as action by actor,
+ *        in a transaction of its own. detail is the audit detail, or NULL to record the row.
+ * @param json  on success the row JSON (caller frees); may be NULL.
+ * @returns 1 written, 0 when sql returned no row, on_unique when it broke a unique
+ *          constraint, -1 with err on any other failure (nothing is kept).
+ */
+int pl_audit_write(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                   const char *tenant_id, const char *actor, const char *action, const char *detail,
+                   int on_unique, char **json, struct pl_pg_error *err);
+
+/**
  * @brief Recomputes the tenant's chain in C (independently of the SQL that wrote it).
  * @returns the number of entries checked, or -1 with the first broken entry named in err.
  */

@@ -46,50 +46,20 @@ int pl_eval_rule_store_get(PGconn *conn, const char *tenant_id, const char *id, 
     return found;
 }
 
-/* Runs a statement returning (id, json) of one rule, audited, in its own transaction. */
-static int rule_write(PGconn *conn, const char *sql, int n, const char *const *params,
-                      const char *tenant_id, const char *actor, const char *action, char **json,
-                      struct pl_pg_error *err)
-{
-    struct pl_pg_error ignored;
-    if (pl_pg_exec(conn, "BEGIN", 0, NULL, err) != 0)
-        return -1;
-    PGresult *res = pl_pg_query(conn, sql, n, params, err);
-    if (!res) {
-        pl_pg_exec(conn, "ROLLBACK", 0, NULL, &ignored);
-        return -1;
-    }
-    if (PQntuples(res) == 0) {
-        PQclear(res);
-        pl_pg_exec(conn, "ROLLBACK", 0, NULL, &ignored);
-        return 0;
-    }
-    if (pl_audit_append(conn, tenant_id, actor, action, PQgetvalue(res, 0, 0),
-                        PQgetisnull(res, 0, 1) ? "{}" : PQgetvalue(res, 0, 1), err) != 0 ||
-        pl_pg_exec(conn, "COMMIT", 0, NULL, err) != 0) {
-        PQclear(res);
-        pl_pg_exec(conn, "ROLLBACK", 0, NULL, &ignored);
-        return -1;
-    }
-    if (json)
-        *json = strdup(PQgetvalue(res, 0, 1));
-    PQclear(res);
-    return 1;
-}
-
 int pl_eval_rule_store_create(PGconn *conn, const char *tenant_id, const char *actor,
                               const char *rule_json, char **json, struct pl_pg_error *err)
 {
     const char *params[2] = {tenant_id, rule_json};
-    return rule_write(conn,
-                      "INSERT INTO eval_rules (tenant_id, project_id, metric_name, evaluator_type,"
-                      " config, enabled)"
-                      " SELECT p.tenant_id, p.id, j->>'metric_name', j->>'evaluator_type',"
-                      "  coalesce(j->'config', '{}'), coalesce((j->>'enabled')::boolean, true)"
-                      " FROM (SELECT $2::jsonb AS j) s JOIN projects p"
-                      "  ON p.id = (j->>'project_id')::uuid AND p.tenant_id = $1"
-                      " RETURNING id, pl_eval_rule_json(eval_rules)::text",
-                      2, params, tenant_id, actor, "eval_rule.create", json, err);
+    return pl_audit_write(
+        conn,
+        "INSERT INTO eval_rules (tenant_id, project_id, metric_name, evaluator_type,"
+        " config, enabled)"
+        " SELECT p.tenant_id, p.id, j->>'metric_name', j->>'evaluator_type',"
+        "  coalesce(j->'config', '{}'), coalesce((j->>'enabled')::boolean, true)"
+        " FROM (SELECT $2::jsonb AS j) s JOIN projects p"
+        "  ON p.id = (j->>'project_id')::uuid AND p.tenant_id = $1"
+        " RETURNING id, pl_eval_rule_json(eval_rules)::text",
+        2, params, tenant_id, actor, "eval_rule.create", NULL, -1, json, err);
 }
 
 int pl_eval_rule_store_update(PGconn *conn, const char *tenant_id, const char *id,
@@ -97,22 +67,22 @@ int pl_eval_rule_store_update(PGconn *conn, const char *tenant_id, const char *i
                               struct pl_pg_error *err)
 {
     const char *params[3] = {id, tenant_id, rule_json};
-    return rule_write(conn,
-                      "UPDATE eval_rules r SET metric_name = $3::jsonb->>'metric_name',"
-                      " evaluator_type = $3::jsonb->>'evaluator_type',"
-                      " config = coalesce($3::jsonb->'config', '{}'),"
-                      " enabled = ($3::jsonb->>'enabled')::boolean, updated_at = now()"
-                      " WHERE id = $1 AND tenant_id = $2"
-                      " RETURNING r.id, pl_eval_rule_json(r)::text",
-                      3, params, tenant_id, actor, "eval_rule.update", json, err);
+    return pl_audit_write(conn,
+                          "UPDATE eval_rules r SET metric_name = $3::jsonb->>'metric_name',"
+                          " evaluator_type = $3::jsonb->>'evaluator_type',"
+                          " config = coalesce($3::jsonb->'config', '{}'),"
+                          " enabled = ($3::jsonb->>'enabled')::boolean, updated_at = now()"
+                          " WHERE id = $1 AND tenant_id = $2"
+                          " RETURNING r.id, pl_eval_rule_json(r)::text",
+                          3, params, tenant_id, actor, "eval_rule.update", NULL, -1, json, err);
 }
 
 int pl_eval_rule_store_delete(PGconn *conn, const char *tenant_id, const char *id,
                               const char *actor, struct pl_pg_error *err)
 {
     const char *params[2] = {id, tenant_id};
-    return rule_write(conn,
-                      "DELETE FROM eval_rules WHERE id = $1 AND tenant_id = $2"
-                      " RETURNING id, pl_eval_rule_json(eval_rules)::text",
-                      2, params, tenant_id, actor, "eval_rule.delete", NULL, err);
+    return pl_audit_write(conn,
+                          "DELETE FROM eval_rules WHERE id = $1 AND tenant_id = $2"
+                          " RETURNING id, pl_eval_rule_json(eval_rules)::text",
+                          2, params, tenant_id, actor, "eval_rule.delete", NULL, -1, NULL, err);
 }

@@ -43,44 +43,11 @@ int pl_project_store_get(PGconn *conn, const char *tenant_id, const char *id, ch
     return found;
 }
 
-static int project_rollback(PGconn *conn, int rc)
-{
-    struct pl_pg_error ignored;
-    pl_pg_exec(conn, "ROLLBACK", 0, NULL, &ignored);
-    return rc;
-}
-
-/* Runs a statement that returns one project row (id, json) inside a transaction that also
- * audits it; maps a unique violation on the name to `taken`. */
-static int project_write(PGconn *conn, const char *sql, int nparams, const char *const *params,
-                         const char *tenant_id, const char *actor, const char *action,
-                         const char *detail, int taken, char **json, struct pl_pg_error *err)
-{
-    if (pl_pg_exec(conn, "BEGIN", 0, NULL, err) != 0)
-        return -1;
-    PGresult *res = pl_pg_query(conn, sql, nparams, params, err);
-    if (!res)
-        return project_rollback(
-            conn, strcmp(err->sqlstate, PL_SQLSTATE_UNIQUE_VIOLATION) == 0 ? taken : -1);
-    if (PQntuples(res) == 0) {
-        PQclear(res);
-        return project_rollback(conn, 0);
-    }
-    if (pl_audit_append(conn, tenant_id, actor, action, PQgetvalue(res, 0, 0), detail, err) != 0 ||
-        pl_pg_exec(conn, "COMMIT", 0, NULL, err) != 0) {
-        PQclear(res);
-        return project_rollback(conn, -1);
-    }
-    *json = strdup(PQgetvalue(res, 0, 1));
-    PQclear(res);
-    return 1;
-}
-
 int pl_project_store_create(PGconn *conn, const char *tenant_id, const char *actor,
                             const char *settings_json, char **json, struct pl_pg_error *err)
 {
     const char *params[2] = {tenant_id, settings_json};
-    return project_write(
+    return pl_audit_write(
         conn,
         "WITH s AS (SELECT $2::jsonb AS j),"
         " p AS (INSERT INTO projects (tenant_id, name, prompt_autoship_enabled,"
@@ -98,7 +65,7 @@ int pl_project_store_update(PGconn *conn, const char *tenant_id, const char *id,
                             const char *patch_json, char **json, struct pl_pg_error *err)
 {
     const char *params[3] = {id, tenant_id, patch_json};
-    return project_write(
+    return pl_audit_write(
         conn,
         "UPDATE projects p SET name = coalesce($3::jsonb->>'name', p.name),"
         " prompt_autoship_enabled = coalesce(($3::jsonb->>'prompt_autoship_enabled')::boolean,"
