@@ -43,6 +43,24 @@ bool api_authorize(struct pl_http_request *req, struct pl_http_response *res, un
     return true;
 }
 
+bool api_query_params(struct pl_http_request *req, struct pl_http_response *res,
+                      const char *const *allowed, const char **project_id)
+{
+    const char *unknown = pl_http_query_unknown(req, allowed);
+    if (unknown) {
+        pl_http_error(res, 400, "unknown query parameter \"%s\"", unknown);
+        return false;
+    }
+    if (project_id) {
+        *project_id = pl_http_query(req, "project_id");
+        if (*project_id && !pl_uuid_valid(*project_id)) {
+            pl_http_error(res, 400, "project_id must be a uuid");
+            return false;
+        }
+    }
+    return true;
+}
+
 bool api_page_params(struct pl_http_request *req, struct pl_http_response *res, long long *limit,
                      long long *offset)
 {

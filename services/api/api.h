@@ -18,6 +18,14 @@ bool api_authorize(struct pl_http_request *req, struct pl_http_response *res, un
                    bool control_loop, struct pl_principal *who);
 
 /**
+ * @brief Refuses query parameters outside allowed (NULL-terminated) with a 400 naming one;
+ *        when project_id is not NULL, also reads an optional project_id and refuses a
+ *        non-UUID one. @returns true when the query is acceptable.
+ */
+bool api_query_params(struct pl_http_request *req, struct pl_http_response *res,
+                      const char *const *allowed, const char **project_id);
+
+/**
  * @brief Reads the list parameters limit (1-200, default 50) and offset (>= 0, default 0);
  *        on a bad value sets a 400 naming it. @returns true when both are valid.
  */

@@ -30,17 +30,10 @@ void api_clusters_list(struct pl_http_request *req, struct pl_http_response *res
     if (!api_authorize(req, res, PL_ROLES_ANY, false, &who))
         return;
     static const char *const allowed[] = {"project_id", "from", "to", "limit", NULL};
-    const char *unknown = pl_http_query_unknown(req, allowed);
-    if (unknown) {
-        pl_http_error(res, 400, "unknown query parameter \"%s\"", unknown);
+    const char *project = NULL;
+    if (!api_query_params(req, res, allowed, &project))
         return;
-    }
-    const char *project = pl_http_query(req, "project_id");
     const char *from = pl_http_query(req, "from"), *to = pl_http_query(req, "to");
-    if (project && !pl_uuid_valid(project)) {
-        pl_http_error(res, 400, "project_id must be a uuid");
-        return;
-    }
     if ((from && !clusters_time_ok(from)) || (to && !clusters_time_ok(to))) {
         pl_http_error(res, 400, "%s must be an ISO-8601 timestamp (2026-01-31T12:00:00Z)",
                       from && !clusters_time_ok(from) ? "from" : "to");

@@ -19,22 +19,15 @@ void api_deployments_list(struct pl_http_request *req, struct pl_http_response *
     if (!api_authorize(req, res, PL_ROLES_ANY, true, &who))
         return;
     static const char *const allowed[] = {"status", "project_id", "limit", "offset", NULL};
-    const char *unknown = pl_http_query_unknown(req, allowed);
-    if (unknown) {
-        pl_http_error(res, 400, "unknown query parameter \"%s\"", unknown);
+    const char *project = NULL;
+    if (!api_query_params(req, res, allowed, &project))
         return;
-    }
     const char *status = pl_http_query(req, "status");
     enum pl_deploy_status st;
     if (status && pl_deploy_status_parse(status, &st) != 0) {
         pl_http_error(res, 400,
                       "status must be one of proposed, ab_running, ab_passed, "
                       "ab_failed, shipped, monitoring, regressed, rolled_back, rejected");
-        return;
-    }
-    const char *project = pl_http_query(req, "project_id");
-    if (project && !pl_uuid_valid(project)) {
-        pl_http_error(res, 400, "project_id must be a uuid");
         return;
     }
     long long limit, offset;

@@ -75,16 +75,9 @@ void api_eval_rules_list(struct pl_http_request *req, struct pl_http_response *r
     if (!api_authorize(req, res, PL_ROLES_ANY, false, &who))
         return;
     static const char *const allowed[] = {"project_id", "limit", "offset", NULL};
-    const char *unknown = pl_http_query_unknown(req, allowed);
-    if (unknown) {
-        pl_http_error(res, 400, "unknown query parameter \"%s\"", unknown);
+    const char *project = NULL;
+    if (!api_query_params(req, res, allowed, &project))
         return;
-    }
-    const char *project = pl_http_query(req, "project_id");
-    if (project && !pl_uuid_valid(project)) {
-        pl_http_error(res, 400, "project_id must be a uuid");
-        return;
-    }
     long long limit, offset;
     if (!api_page_params(req, res, &limit, &offset))
         return;

@@ -24,11 +24,8 @@ void api_projects_list(struct pl_http_request *req, struct pl_http_response *res
     if (!api_authorize(req, res, PL_ROLES_ANY, false, &who))
         return;
     static const char *const allowed[] = {"limit", "offset", NULL};
-    const char *unknown = pl_http_query_unknown(req, allowed);
-    if (unknown) {
-        pl_http_error(res, 400, "unknown query parameter \"%s\"", unknown);
+    if (!api_query_params(req, res, allowed, NULL))
         return;
-    }
     long long limit, offset;
     if (!api_page_params(req, res, &limit, &offset))
         return;
