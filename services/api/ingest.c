@@ -64,9 +64,6 @@ static bool ingest_publish(struct pl_http_request *req, struct pl_http_response 
         goto out;
     }
     for (int i = 0; i < n; i++) {
-        for (int j = 0; j < i && is_new[i]; j++) /* the same id twice in one batch */
-            if (strcmp(ids[i], ids[j]) == 0)
-                is_new[i] = false;
         if (!is_new[i])
             continue;
         payloads[nmsgs] = pl_trace_envelope(who->tenant_id, project_id, received_at, traces[i]);
