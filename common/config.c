@@ -55,6 +55,25 @@ static const struct config_field config_fields[] = {
     BOOL("outbox", "relay", outbox_relay),
     INT("outbox", "poll_ms", outbox_poll_ms, 10, 60000),
     INT("outbox", "batch", outbox_batch, 1, 10000),
+    STR("llm", "base_url", llm_base_url, 1, NULL),
+    STR("llm", "api_key", llm_api_key, 0, NULL),
+    STR("llm", "model", llm_model, 1, NULL),
+    INT("llm", "timeout_ms", llm_timeout_ms, 10, 600000),
+    INT("llm", "connect_timeout_ms", llm_connect_timeout_ms, 10, 60000),
+    INT("llm", "budget_ms", llm_budget_ms, 10, 3600000),
+    INT("llm", "max_attempts", llm_max_attempts, 1, 20),
+    INT("llm", "backoff_ms", llm_backoff_ms, 1, 60000),
+    INT("llm", "backoff_max_ms", llm_backoff_max_ms, 1, 600000),
+    INT("llm", "max_concurrency", llm_max_concurrency, 1, 256),
+    INT("llm", "max_reply_bytes", llm_max_reply_bytes, 1024, 64 * 1024 * 1024),
+    INT("llm", "price_prompt_microusd_per_mtok", llm_price_prompt_microusd_per_mtok, 0, 1000000000),
+    INT("llm", "price_completion_microusd_per_mtok", llm_price_completion_microusd_per_mtok, 0,
+        1000000000),
+    INT("differ", "max_examples", differ_max_examples, 1, 50),
+    INT("differ", "max_prompt_bytes", differ_max_prompt_bytes, 64, 1024 * 1024),
+    INT("differ", "proposal_attempts", differ_proposal_attempts, 1, 10),
+    INT("abharness", "resume_after_ms", abharness_resume_after_ms, 0, 86400000),
+    INT("abharness", "resume_interval_ms", abharness_resume_interval_ms, 100, 3600000),
 };
 #define CONFIG_NFIELDS (sizeof(config_fields) / sizeof(config_fields[0]))
 
@@ -200,6 +219,21 @@ void pl_config_defaults(struct pl_config *cfg, const char *service)
     cfg->outbox_relay = true;
     cfg->outbox_poll_ms = 100;
     cfg->outbox_batch = 100;
+    snprintf(cfg->llm_base_url, sizeof(cfg->llm_base_url), "http://127.0.0.1:8090/v1");
+    snprintf(cfg->llm_model, sizeof(cfg->llm_model), "gpt-4o-mini");
+    cfg->llm_timeout_ms = 30000;
+    cfg->llm_connect_timeout_ms = 5000;
+    cfg->llm_budget_ms = 120000;
+    cfg->llm_max_attempts = 4;
+    cfg->llm_backoff_ms = 200;
+    cfg->llm_backoff_max_ms = 10000;
+    cfg->llm_max_concurrency = 16;
+    cfg->llm_max_reply_bytes = 1024 * 1024;
+    cfg->differ_max_examples = 5;
+    cfg->differ_max_prompt_bytes = 32 * 1024;
+    cfg->differ_proposal_attempts = 3;
+    cfg->abharness_resume_after_ms = 60000;
+    cfg->abharness_resume_interval_ms = 10000;
 }
 
 /* libconfig 1.5 wraps a decimal literal that does not fit in 32 bits (4294975592 reads as

@@ -29,6 +29,28 @@ struct pl_config {
     bool outbox_relay;
     int outbox_poll_ms;
     int outbox_batch;
+
+    /* The LLM endpoint (OpenAI-compatible chat completions), for differ and abharness. */
+    char llm_base_url[512];
+    char llm_api_key[512];
+    char llm_model[128];
+    int llm_timeout_ms; /* one attempt */
+    int llm_connect_timeout_ms;
+    int llm_budget_ms; /* one call, all attempts and waits included */
+    int llm_max_attempts;
+    int llm_backoff_ms; /* first retry delay; doubles per attempt, with jitter */
+    int llm_backoff_max_ms;
+    int llm_max_concurrency;
+    int llm_max_reply_bytes;
+    int llm_price_prompt_microusd_per_mtok; /* for cost accounting: 150000 = $0.15 per 1M */
+    int llm_price_completion_microusd_per_mtok;
+
+    int differ_max_examples;     /* failing traces shown to the LLM */
+    int differ_max_prompt_bytes; /* a longer proposal is refused */
+    int differ_proposal_attempts;
+
+    int abharness_resume_after_ms;    /* an ab_running row untouched this long is orphaned */
+    int abharness_resume_interval_ms; /* how often to look for orphans */
 };
 
 /** @brief Fills defaults for a service ("api", "detector", ...): its port and group id. */

@@ -110,6 +110,44 @@ static enum pl_transition_result deploy_fail(PGconn *conn, struct pl_pg_error *e
     return PL_TRANSITION_ERROR;
 }
 
+/* The outbox event and the audit entry of a move (from_name NULL: a creation), written in
+ * the caller's transaction. */
+static int deploy_announce(PGconn *conn, const char *tenant_id, const char *project_id,
+                           const char *deployment_id, const char *from_name, const char *to_name,
+                           const char *at, enum pl_deploy_actor actor, const char *actor_id,
+                           const char *reason, const char *topic, struct pl_pg_error *err)
+{
+    const char *actor_name = pl_deploy_actor_name(actor);
+    json_object *ev = json_object_new_object();
+    json_object_object_add(ev, "schema_version", json_object_new_int(1));
+    json_object_object_add(ev, "tenant_id", json_object_new_string(tenant_id));
+    json_object_object_add(ev, "project_id", json_object_new_string(project_id));
+    json_object_object_add(ev, "deployment_id", json_object_new_string(deployment_id));
+    json_object_object_add(ev, "from", from_name ? json_object_new_string(from_name) : NULL);
+    json_object_object_add(ev, "to", json_object_new_string(to_name));
+    json_object_object_add(ev, "at", json_object_new_string(at));
+    json_object_object_add(ev, "actor", json_object_new_string(actor_id ? actor_id : actor_name));
+    const char *ev_text =
+        json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+
+    json_object *detail = json_object_new_object();
+    json_object_object_add(detail, "from", from_name ? json_object_new_string(from_name) : NULL);
+    json_object_object_add(detail, "to", json_object_new_string(to_name));
+    json_object_object_add(detail, "role", json_object_new_string(actor_name));
+    if (reason)
+        json_object_object_add(detail, "reason", json_object_new_string(reason));
+    const char *detail_text = json_object_to_json_string_ext(
+        detail, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+
+    int failed = pl_outbox_write(conn, topic, deployment_id, ev_text, err) ||
+                 pl_audit_append(conn, tenant_id, actor_id ? actor_id : actor_name,
+                                 from_name ? "deployment.transition" : "deployment.create",
+                                 deployment_id, detail_text, err);
+    json_object_put(ev);
+    json_object_put(detail);
+    return failed ? -1 : 0;
+}
+
 enum pl_transition_result pl_deploy_transition(PGconn *conn, const struct pl_deploy_change *ch,
                                                char **row_json, char *current,
                                                struct pl_pg_error *err)
@@ -161,38 +199,12 @@ enum pl_transition_result pl_deploy_transition(PGconn *conn, const struct pl_dep
         return r;
     }
     const char *from_name = PQgetvalue(res, 0, 0);
-    const char *actor_name = pl_deploy_actor_name(ch->actor);
-
-    json_object *ev = json_object_new_object();
-    json_object_object_add(ev, "schema_version", json_object_new_int(1));
-    json_object_object_add(ev, "tenant_id", json_object_new_string(ch->tenant_id));
-    json_object_object_add(ev, "project_id", json_object_new_string(PQgetvalue(res, 0, 1)));
-    json_object_object_add(ev, "deployment_id", json_object_new_string(ch->deployment_id));
-    json_object_object_add(ev, "from", json_object_new_string(from_name));
-    json_object_object_add(ev, "to", json_object_new_string(to_name));
-    json_object_object_add(ev, "at", json_object_new_string(PQgetvalue(res, 0, 3)));
-    json_object_object_add(ev, "actor",
-                           json_object_new_string(ch->actor_id ? ch->actor_id : actor_name));
-    const char *ev_text =
-        json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-
-    json_object *detail = json_object_new_object();
-    json_object_object_add(detail, "from", json_object_new_string(from_name));
-    json_object_object_add(detail, "to", json_object_new_string(to_name));
-    json_object_object_add(detail, "role", json_object_new_string(actor_name));
-    if (ch->rejection_reason)
-        json_object_object_add(detail, "reason", json_object_new_string(ch->rejection_reason));
-    const char *detail_text = json_object_to_json_string_ext(
-        detail, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-
     int failed =
-        pl_outbox_write(conn, ch->events_topic, ch->deployment_id, ev_text, err) ||
-        pl_audit_append(conn, ch->tenant_id, ch->actor_id ? ch->actor_id : actor_name,
-                        "deployment.transition", ch->deployment_id, detail_text, err) ||
+        deploy_announce(conn, ch->tenant_id, PQgetvalue(res, 0, 1), ch->deployment_id, from_name,
+                        to_name, PQgetvalue(res, 0, 3), ch->actor, ch->actor_id,
+                        ch->rejection_reason, ch->events_topic, err) ||
         (ch->hook && ch->hook(conn, ch->tenant_id, ch->deployment_id, ch->hook_arg, err) != 0) ||
         pl_pg_exec(conn, "COMMIT", 0, NULL, err) != 0;
-    json_object_put(ev);
-    json_object_put(detail);
     if (failed) {
         PQclear(res);
         return deploy_fail(conn, err);
@@ -208,6 +220,48 @@ enum pl_transition_result pl_deploy_transition(PGconn *conn, const struct pl_dep
             free(*row_json);
             *row_json = stored;
         }
+    }
+    return PL_TRANSITION_OK;
+}
+
+enum pl_transition_result pl_deploy_create(PGconn *conn, const struct pl_deploy_proposal *p,
+                                           char id[37], struct pl_pg_error *err)
+{
+    id[0] = '\0';
+    if (!pl_deploy_allowed(PL_DEPLOY_NEW, PL_DEPLOY_PROPOSED, PL_ACTOR_DIFFER))
+        return PL_TRANSITION_CONFLICT;
+    if (pl_pg_exec(conn, "BEGIN", 0, NULL, err) != 0)
+        return PL_TRANSITION_ERROR;
+    /* DO NOTHING on either unique index: an open deployment for this (project, signature),
+     * or one created from the same cluster event — the creation's compare-and-set. */
+    const char *params[11] = {p->tenant_id,       p->project_id,      p->cluster_signature,
+                              p->current_prompt,  p->proposed_prompt, p->rationale,
+                              p->prompt_id,       p->base_version_id, p->cluster_id,
+                              p->source_event_id, p->shown_trace_ids};
+    PGresult *res = pl_pg_query(
+        conn,
+        "INSERT INTO prompt_deployments (tenant_id, project_id, cluster_signature, status,"
+        " current_prompt, proposed_prompt, rationale, prompt_id, base_version_id, cluster_id,"
+        " source_event_id, shown_trace_ids)"
+        " VALUES ($1, $2, $3, 'proposed', $4, $5, $6, $7, $8, $9, $10, coalesce($11::text[], '{}'))"
+        " ON CONFLICT DO NOTHING RETURNING id, pl_ts(created_at)",
+        11, params, err);
+    if (!res)
+        return deploy_fail(conn, err);
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        pl_pg_exec(conn, "ROLLBACK", 0, NULL, err);
+        return PL_TRANSITION_CONFLICT;
+    }
+    snprintf(id, 37, "%s", PQgetvalue(res, 0, 0));
+    int failed = deploy_announce(conn, p->tenant_id, p->project_id, id, NULL,
+                                 pl_deploy_status_name(PL_DEPLOY_PROPOSED), PQgetvalue(res, 0, 1),
+                                 PL_ACTOR_DIFFER, NULL, NULL, p->events_topic, err) ||
+                 pl_pg_exec(conn, "COMMIT", 0, NULL, err) != 0;
+    PQclear(res);
+    if (failed) {
+        id[0] = '\0';
+        return deploy_fail(conn, err);
     }
     return PL_TRANSITION_OK;
 }

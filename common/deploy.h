@@ -91,4 +91,24 @@ enum pl_transition_result pl_deploy_transition(PGconn *conn, const struct pl_dep
                                                char **row_json, char *current,
                                                struct pl_pg_error *err);
 
+/** A new deployment (SPEC 5: "(new) → proposed", by the differ). */
+struct pl_deploy_proposal {
+    const char *tenant_id, *project_id;
+    const char *cluster_signature, *cluster_id;
+    const char *prompt_id, *base_version_id; /* the prompt and its live version */
+    const char *current_prompt, *proposed_prompt, *rationale;
+    const char *source_event_id; /* the pl.clusters event's id (decimal) */
+    const char *shown_trace_ids; /* Postgres text[] literal of the traces shown to the LLM */
+    const char *events_topic;
+};
+
+/**
+ * @brief Creates a `proposed` deployment with its event and audit entry in one transaction.
+ * @returns PL_TRANSITION_OK with id filled; PL_TRANSITION_CONFLICT when the project already
+ *          has an open deployment for the signature, or one came from the same event;
+ *          PL_TRANSITION_ERROR with err.
+ */
+enum pl_transition_result pl_deploy_create(PGconn *conn, const struct pl_deploy_proposal *p,
+                                           char id[37], struct pl_pg_error *err);
+
 #endif

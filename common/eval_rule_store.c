@@ -1,6 +1,7 @@
 #include "eval_rule_store.h"
 
 #include "audit.h"
+#include "log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,4 +86,70 @@ int pl_eval_rule_store_delete(PGconn *conn, const char *tenant_id, const char *i
                           "DELETE FROM eval_rules WHERE id = $1 AND tenant_id = $2"
                           " RETURNING id, pl_eval_rule_json(eval_rules)::text",
                           2, params, tenant_id, actor, "eval_rule.delete", NULL, -1, NULL, err);
+}
+
+int pl_eval_rule_store_load(PGconn *conn, const char *tenant_id, const char *project_id,
+                            struct pl_rule_set *out, struct pl_pg_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    const char *p[2] = {tenant_id, project_id};
+    PGresult *res = pl_pg_query(conn,
+                                "SELECT metric_name, evaluator_type, config::text FROM eval_rules"
+                                " WHERE tenant_id = $1 AND project_id = $2 AND enabled"
+                                " ORDER BY created_at, id",
+                                2, p, err);
+    if (!res)
+        return -1;
+    int n = PQntuples(res);
+    out->rules = calloc((size_t)n + 1, sizeof(*out->rules));
+    out->metrics = calloc((size_t)n + 1, sizeof(*out->metrics));
+    if (!out->rules || !out->metrics) {
+        PQclear(res);
+        pl_rule_set_free(out);
+        snprintf(err->message, sizeof(err->message), "out of memory");
+        err->sqlstate[0] = '\0';
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        json_object *cfg = json_tokener_parse(PQgetvalue(res, i, 2));
+        char why[256];
+        if (pl_eval_rule_compile(PQgetvalue(res, i, 1), cfg, PQgetvalue(res, i, 0),
+                                 &out->rules[out->n], why, sizeof(why)) != 0) {
+            pl_warn("eval rule %s of project %s skipped: %s", PQgetvalue(res, i, 0), project_id,
+                    why);
+        } else {
+            snprintf(out->metrics[out->n], sizeof(out->metrics[0]), "%s", PQgetvalue(res, i, 0));
+            out->n++;
+        }
+        json_object_put(cfg);
+    }
+    PQclear(res);
+    return 0;
+}
+
+void pl_rule_set_free(struct pl_rule_set *set)
+{
+    for (size_t i = 0; set->rules && i < set->n; i++)
+        pl_eval_rule_free(set->rules[i]);
+    free(set->rules);
+    free(set->metrics);
+    memset(set, 0, sizeof(*set));
+}
+
+bool pl_rule_set_run(const struct pl_rule_set *set, const struct pl_eval_input *in, bool *passed,
+                     char *why, size_t whysz)
+{
+    bool all = true;
+    if (why && whysz)
+        why[0] = '\0';
+    for (size_t i = 0; i < set->n; i++) {
+        struct pl_eval_result r;
+        pl_eval_rule_run(set->rules[i], in, &r);
+        if (passed)
+            passed[i] = r.passed;
+        if (!r.passed && all && why)
+            snprintf(why, whysz, "%s: %s", set->metrics[i], r.feedback);
+        all = all && r.passed;
+    }
+    return all;
 }

@@ -2,6 +2,7 @@
 #ifndef PL_EVAL_RULE_STORE_H
 #define PL_EVAL_RULE_STORE_H
 
+#include "evaluate.h"
 #include "pg.h"
 
 /** @brief {items,total,limit,offset}, newest first; project_id filters when not NULL. */
@@ -30,5 +31,29 @@ int pl_eval_rule_store_update(PGconn *conn, const char *tenant_id, const char *i
 /** @brief Deletes the rule; 1 deleted, 0 not found, -1 with err. */
 int pl_eval_rule_store_delete(PGconn *conn, const char *tenant_id, const char *id,
                               const char *actor, struct pl_pg_error *err);
+
+/** A project's enabled rules, compiled, in creation order. */
+struct pl_rule_set {
+    size_t n;
+    struct pl_eval_rule **rules;
+    char (*metrics)[128]; /* metric_name of rules[i] */
+};
+
+/**
+ * @brief Loads and compiles the project's enabled rules (one that no longer compiles is
+ *        skipped with a warning). @returns 0 (free with pl_rule_set_free), -1 with err.
+ */
+int pl_eval_rule_store_load(PGconn *conn, const char *tenant_id, const char *project_id,
+                            struct pl_rule_set *out, struct pl_pg_error *err);
+
+void pl_rule_set_free(struct pl_rule_set *set);
+
+/**
+ * @brief Runs every rule of set on in. @returns true when all passed; otherwise false with
+ *        the first failing rule's "metric: feedback" in why (may be NULL), and per-rule
+ *        outcomes in passed[] when not NULL (set->n entries).
+ */
+bool pl_rule_set_run(const struct pl_rule_set *set, const struct pl_eval_input *in, bool *passed,
+                     char *why, size_t whysz);
 
 #endif

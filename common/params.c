@@ -98,6 +98,19 @@ enum pl_field_result pl_param_check_fields(json_object *obj, const struct pl_fie
                 return PL_FIELDS_BAD_REQUEST;
             }
             break;
+        case PL_FIELD_FRACTION: {
+            if (!json_object_is_type(val, json_type_int) &&
+                !json_object_is_type(val, json_type_double)) {
+                snprintf(err, errsz, "%s must be a number", key);
+                return PL_FIELDS_BAD_REQUEST;
+            }
+            double v = json_object_get_double(val);
+            if (!(v >= 0 && v <= 1)) {
+                snprintf(err, errsz, "%s must be between 0 and 1", key);
+                return PL_FIELDS_UNPROCESSABLE;
+            }
+            break;
+        }
         case PL_FIELD_INT: {
             if (!json_object_is_type(val, json_type_int)) {
                 snprintf(err, errsz, "%s must be an integer", key);

@@ -23,7 +23,13 @@ json_object *pl_param_json_object(const char *body, size_t len, bool allow_empty
                                   size_t errsz);
 
 /** Field kinds for pl_param_check_fields. */
-enum pl_field_type { PL_FIELD_STRING, PL_FIELD_BOOL, PL_FIELD_INT, PL_FIELD_OBJECT };
+enum pl_field_type {
+    PL_FIELD_STRING,
+    PL_FIELD_BOOL,
+    PL_FIELD_INT,
+    PL_FIELD_OBJECT,
+    PL_FIELD_FRACTION /* a number in [0, 1] (a rate or a probability) */
+};
 
 struct pl_field_rule {
     const char *name;

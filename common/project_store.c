@@ -50,11 +50,19 @@ int pl_project_store_create(PGconn *conn, const char *tenant_id, const char *act
     return pl_audit_write(
         conn,
         "WITH s AS (SELECT $2::jsonb AS j),"
+        /* the coalesce defaults repeat the column defaults of 0001/0003 */
         " p AS (INSERT INTO projects (tenant_id, name, prompt_autoship_enabled,"
-        "   auto_rollback_enabled, cluster_min_size)"
+        "   auto_rollback_enabled, cluster_min_size, ab_min_delta, ab_alpha,"
+        "   ab_guardrail_tolerance, ab_holdout_size, ab_guardrail_size)"
         "   SELECT $1, j->>'name', coalesce((j->>'prompt_autoship_enabled')::boolean, false),"
         "     coalesce((j->>'auto_rollback_enabled')::boolean, true),"
-        "     coalesce((j->>'cluster_min_size')::int, 10) FROM s RETURNING *),"
+        "     coalesce((j->>'cluster_min_size')::int, 10),"
+        "     coalesce((j->>'ab_min_delta')::float8, 0.05), coalesce((j->>'ab_alpha')::float8, "
+        "0.05),"
+        "     coalesce((j->>'ab_guardrail_tolerance')::float8, 0.02),"
+        "     coalesce((j->>'ab_holdout_size')::int, 80), coalesce((j->>'ab_guardrail_size')::int, "
+        "40)"
+        "   FROM s RETURNING *),"
         " e AS (INSERT INTO environments (tenant_id, project_id, name)"
         "   SELECT tenant_id, id, 'production' FROM p)"
         " SELECT p.id, pl_project_json(p)::text FROM p",
@@ -73,6 +81,13 @@ int pl_project_store_update(PGconn *conn, const char *tenant_id, const char *id,
         " auto_rollback_enabled = coalesce(($3::jsonb->>'auto_rollback_enabled')::boolean,"
         "   p.auto_rollback_enabled),"
         " cluster_min_size = coalesce(($3::jsonb->>'cluster_min_size')::int, p.cluster_min_size),"
+        " ab_min_delta = coalesce(($3::jsonb->>'ab_min_delta')::float8, p.ab_min_delta),"
+        " ab_alpha = coalesce(($3::jsonb->>'ab_alpha')::float8, p.ab_alpha),"
+        " ab_guardrail_tolerance = coalesce(($3::jsonb->>'ab_guardrail_tolerance')::float8,"
+        "   p.ab_guardrail_tolerance),"
+        " ab_holdout_size = coalesce(($3::jsonb->>'ab_holdout_size')::int, p.ab_holdout_size),"
+        " ab_guardrail_size = coalesce(($3::jsonb->>'ab_guardrail_size')::int,"
+        "   p.ab_guardrail_size),"
         " updated_at = now()"
         " WHERE id = $1 AND tenant_id = $2 RETURNING p.id, pl_project_json(p)::text",
         3, params, tenant_id, actor, "project.update", patch_json, -2, json, err);

@@ -133,6 +133,8 @@ int pl_worker_run_batch(struct pl_service *svc, const char *const *topics,
             }
         }
         if (r == PL_HANDLE_RETRY) {
+            pl_warn("retrying %zu message(s) in %d ms: %s", n, backoff,
+                    items[0].reason[0] ? items[0].reason : "transient failure");
             pl_metric_add(m_retry, (int64_t)n);
             worker_rewind(c, items, n);
             pl_sleep_ms(backoff);

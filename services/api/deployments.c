@@ -2,6 +2,7 @@
 #include "api.h"
 
 #include "deploy.h"
+#include "registry.h"
 #include "deploy_store.h"
 #include "log.h"
 #include "params.h"
@@ -73,6 +74,8 @@ static void deployments_move(struct pl_http_request *req, struct pl_http_respons
         .approved_by = to == PL_DEPLOY_SHIPPED ? who->key_id : NULL,
         .rejection_reason = reason,
         .events_topic = svc->cfg.kafka_topic_deployments,
+        .hook = to == PL_DEPLOY_SHIPPED ? pl_registry_ship_hook : NULL,
+        .hook_arg = actor,
     };
     PGconn *conn = api_db(req, res);
     if (!conn)

@@ -15,6 +15,11 @@ static const struct pl_field_rule project_rules[] = {
     {"prompt_autoship_enabled", PL_FIELD_BOOL, 0, 0},
     {"auto_rollback_enabled", PL_FIELD_BOOL, 0, 0},
     {"cluster_min_size", PL_FIELD_INT, 2, 100000},
+    {"ab_min_delta", PL_FIELD_FRACTION, 0, 0},
+    {"ab_alpha", PL_FIELD_FRACTION, 0, 0},
+    {"ab_guardrail_tolerance", PL_FIELD_FRACTION, 0, 0},
+    {"ab_holdout_size", PL_FIELD_INT, 1, 10000},
+    {"ab_guardrail_size", PL_FIELD_INT, 0, 10000},
 };
 #define PROJECT_NRULES (sizeof(project_rules) / sizeof(project_rules[0]))
 

@@ -1,6 +1,8 @@
 #include "itest.h"
 
 #include "auth.h"
+#include "kafka.h"
+#include "registry.h"
 #include "util.h"
 
 #include <stdarg.h>
@@ -155,8 +157,11 @@ void itest_tenant_new(PGconn *conn, const char *plan, struct itest_tenant *t)
     free(id);
     const char *p2[1] = {t->id};
     char *pid = itest_sql(conn,
-                          "INSERT INTO projects (tenant_id, name) VALUES ($1, 'itest')"
-                          " RETURNING id",
+                          "WITH p AS (INSERT INTO projects (tenant_id, name) VALUES ($1, 'itest')"
+                          "           RETURNING id, tenant_id),"
+                          " e AS (INSERT INTO environments (tenant_id, project_id, name)"
+                          "       SELECT tenant_id, id, 'production' FROM p)"
+                          " SELECT id FROM p",
                           1, p2);
     snprintf(t->project_id, sizeof(t->project_id), "%s", pid);
     free(pid);
@@ -241,10 +246,26 @@ json_object *itest_kafka_read(const char *topic, const char *const *keys, size_t
     return out;
 }
 
+/* Every child, so that a failed assertion (which skips the test's own cleanup) does not
+ * leave processes behind: they are killed when the test program exits. */
+static pid_t itest_children[256];
+static int itest_nchildren;
+
+static void itest_kill_children(void)
+{
+    for (int i = 0; i < itest_nchildren; i++)
+        if (kill(itest_children[i], 0) == 0 && waitpid(itest_children[i], NULL, WNOHANG) == 0)
+            kill(itest_children[i], SIGKILL);
+}
+
 pid_t itest_spawn(const char *const *argv, const char *const *env, const char *log_path)
 {
+    if (itest_nchildren == 0)
+        atexit(itest_kill_children);
     pid_t pid = fork();
     assert_true(pid >= 0);
+    if (pid > 0 && itest_nchildren < 256)
+        itest_children[itest_nchildren++] = pid;
     if (pid == 0) {
         for (const char *const *e = env; e && *e; e++)
             putenv((char *)*e);
@@ -424,4 +445,128 @@ void itest_service_stop(pid_t pid)
         fail_msg("service %d did not stop within 10 s of SIGTERM", (int)pid);
     }
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+pid_t itest_llmsim_start(const char *scenario_json, char base_url[64])
+{
+    char path[] = "/tmp/pl-itest-scenario-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    size_t len = strlen(scenario_json);
+    assert_int_equal(write(fd, scenario_json, len), (ssize_t)len);
+    close(fd);
+    int port = itest_free_port();
+    char bin[512], port_s[16], log[128];
+    itest_bin("pl-llmsim", bin, sizeof(bin));
+    snprintf(port_s, sizeof(port_s), "%d", port);
+    snprintf(log, sizeof(log), "/tmp/pl-itest-llmsim-%d-%d.log", (int)getpid(), port);
+    const char *argv[] = {bin, "--scenario", path, "--port", port_s, NULL};
+    pid_t pid = itest_spawn(argv, NULL, log);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/healthz", port);
+    if (!itest_wait_http_ok(url, 10000))
+        fail_msg("pl-llmsim did not start (see %s)", log);
+    snprintf(base_url, 64, "http://127.0.0.1:%d/v1", port);
+    return pid;
+}
+
+void itest_llmsim_stop(pid_t pid)
+{
+    itest_service_stop(pid);
+}
+
+void itest_topic(const char *what, char topic[96])
+{
+    unsigned char rnd[6];
+    pl_random_bytes(rnd, sizeof(rnd));
+    snprintf(topic, 96, "itest.%s.%02x%02x%02x%02x%02x%02x", what, rnd[0], rnd[1], rnd[2], rnd[3],
+             rnd[4], rnd[5]);
+    /* Create it now (the broker auto-creates on a metadata request naming it): a consumer
+     * that subscribes before its topic exists may not fetch what is produced later
+     * (seen with librdkafka 2.0.2 on the mock cluster). */
+    char err[256];
+    struct pl_producer *p = pl_producer_new(itest_env("PL_KAFKA_BROKERS"), 10000, err, sizeof(err));
+    assert_non_null(p);
+    assert_true(pl_kafka_partition_count(pl_producer_handle(p), topic, 10000) > 0);
+    pl_producer_destroy(p, 1000);
+}
+
+void itest_produce(const char *topic, const char *key, const char *value)
+{
+    char err[256];
+    struct pl_producer *p = pl_producer_new(itest_env("PL_KAFKA_BROKERS"), 10000, err, sizeof(err));
+    assert_non_null(p);
+    struct pl_kafka_msg m = {.topic = topic,
+                             .partition = RD_KAFKA_PARTITION_UA,
+                             .key = key,
+                             .key_len = strlen(key),
+                             .value = value,
+                             .value_len = strlen(value)};
+    if (pl_producer_send(p, &m, err, sizeof(err)) != 0)
+        fail_msg("produce to %s: %s", topic, err);
+    pl_producer_destroy(p, 5000);
+}
+
+void itest_cluster_new(PGconn *conn, const struct itest_tenant *t, const char *name,
+                       const char *system, int nfail, int nguard, struct itest_cluster *c)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->prompt_name, sizeof(c->prompt_name), "%s", name);
+    json_object *m = json_object_new_object(), *msgs = json_object_new_array(),
+                *sys = json_object_new_object();
+    json_object_object_add(sys, "role", json_object_new_string("system"));
+    json_object_object_add(sys, "content", json_object_new_string(system));
+    json_object_array_add(msgs, sys);
+    json_object_object_add(m, "messages", msgs);
+    struct pl_pg_error err;
+    int r =
+        pl_registry_create_prompt(conn, t->id, t->project_id, name, json_object_to_json_string(m),
+                                  "itest", c->prompt_id, c->version_id, &err);
+    json_object_put(m);
+    if (r != 1)
+        fail_msg("create prompt: %s", err.message);
+    const char *pr[2] = {t->id, t->project_id};
+    free(itest_sql(conn,
+                   "INSERT INTO eval_rules (tenant_id, project_id, metric_name, evaluator_type,"
+                   " config) VALUES ($1, $2, 'json', 'json_valid', '{}') RETURNING id",
+                   2, pr));
+    unsigned char rnd[8];
+    pl_random_bytes(rnd, sizeof(rnd));
+    snprintf(c->signature, sizeof(c->signature), "sha256:itest%02x%02x%02x%02x%02x%02x%02x%02x",
+             rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+    const char *pc[3] = {t->id, t->project_id, c->signature};
+    char *id = itest_sql(conn,
+                         "INSERT INTO failure_clusters (tenant_id, project_id, signature, template,"
+                         " error_type, count, first_seen, last_seen, grouping_version)"
+                         " VALUES ($1, $2, $3, 'output is not valid JSON: <*>', 'rule:json', 0,"
+                         " now(), now(), 1) RETURNING id",
+                         3, pc);
+    snprintf(c->cluster_id, sizeof(c->cluster_id), "%s", id);
+    free(id);
+    char nf[16], ng[16];
+    snprintf(nf, sizeof(nf), "%d", nfail);
+    snprintf(ng, sizeof(ng), "%d", nguard);
+    const char *pt[6] = {t->id, t->project_id, name, c->cluster_id, nf, ng};
+    free(itest_sql(
+        conn,
+        "WITH f AS (INSERT INTO traces (tenant_id, project_id, id, prompt_name, prompt_version,"
+        "   input, output, eval, model)"
+        "  SELECT $1, $2, $4 || '-fail-' || k, $3, '1',"
+        "   jsonb_build_object('messages', jsonb_build_array(jsonb_build_object('role', 'user',"
+        "     'content', 'question ' || k))),"
+        "   'Here is a prose answer ' || k,"
+        "   '{\"json\": {\"passed\": false, \"feedback\": \"output is not valid JSON\"}}',"
+        "   'gpt-4o-mini' FROM generate_series(1, $5::int) k RETURNING id),"
+        " m AS (INSERT INTO cluster_members (cluster_id, trace_id, tenant_id)"
+        "  SELECT $4::uuid, id, $1 FROM f RETURNING 1),"
+        " g AS (INSERT INTO traces (tenant_id, project_id, id, prompt_name, prompt_version,"
+        "   input, output, eval, model)"
+        "  SELECT $1, $2, $4 || '-guard-' || k, $3, '1',"
+        "   jsonb_build_object('messages', jsonb_build_array(jsonb_build_object('role', 'user',"
+        "     'content', 'guard question ' || k))),"
+        "   '{\"answer\": 1}', '{\"json\": {\"passed\": true, \"feedback\": \"\"}}',"
+        "   'gpt-4o-mini' FROM generate_series(1, $6::int) k RETURNING 1)"
+        " UPDATE failure_clusters SET count = (SELECT count(*) FROM m)" /* g runs anyway */
+        " WHERE id = $4::uuid RETURNING count",
+        6, pt));
 }

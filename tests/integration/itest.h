@@ -95,4 +95,35 @@ int itest_free_port(void);
 /** @brief Path of a binary in $PL_BIN_DIR. */
 void itest_bin(const char *name, char *buf, size_t bufsz);
 
+/**
+ * @brief Starts pl-llmsim with a scenario (JSON text, written to a temporary file) on a free
+ *        port; fills base_url ("http://127.0.0.1:PORT/v1", 64 bytes). Returns the pid.
+ */
+pid_t itest_llmsim_start(const char *scenario_json, char base_url[64]);
+
+/** @brief Stops a process started by itest_llmsim_start (SIGTERM, must exit 0). */
+void itest_llmsim_stop(pid_t pid);
+
+/** A registry prompt with a failure cluster over its traces, for differ and harness tests. */
+struct itest_cluster {
+    char prompt_id[37], version_id[37]; /* the prompt, live version 1 */
+    char cluster_id[37], signature[80];
+    char prompt_name[64];
+};
+
+/**
+ * @brief Creates prompt `name` (system prompt `system`, live in production) in t's project,
+ *        nfail failing traces (input "question K", output prose, a failed json_valid rule)
+ *        in one cluster, and nguard passing traces (input "guard question K", output JSON),
+ *        all naming the prompt. Adds an enabled json_valid eval rule to the project.
+ */
+void itest_cluster_new(PGconn *conn, const struct itest_tenant *t, const char *name,
+                       const char *system, int nfail, int nguard, struct itest_cluster *c);
+
+/** @brief A unique topic name for a test ("itest.<what>.<random>", 96 bytes). */
+void itest_topic(const char *what, char topic[96]);
+
+/** @brief Produces one message (key, JSON value) to topic; fails the test on error. */
+void itest_produce(const char *topic, const char *key, const char *value);
+
 #endif

@@ -8,6 +8,7 @@
 #include "migrate.h"
 #include "pg.h"
 #include "project_store.h"
+#include "registry.h"
 #include "util.h"
 
 #include <json-c/json.h>
@@ -26,6 +27,8 @@ static const char admin_usage[] =
     "  apikey create --tenant ID --role owner|member|viewer [--name NAME]\n"
     "  offsets reset --group GROUP --topic TOPIC --to earliest|YYYY-MM-DDTHH:MM:SSZ\n"
     "  audit verify --tenant ID\n"
+    "  prompt create --tenant ID --project ID --name NAME --system TEXT [--model MODEL]\n"
+    "                (version 1, live in production; prints the prompt and version ids)\n"
     "Environment: PL_PG_DSN, PL_KAFKA_BROKERS (see config/promptloop.cfg).\n";
 
 /* Returns the value of --name in argv, or NULL. */
@@ -113,6 +116,42 @@ static int admin_project_create(PGconn *conn, int argc, char **argv)
     printf("%s\n", json_object_get_string(json_object_object_get(p, "id")));
     json_object_put(p);
     free(json);
+    return 0;
+}
+
+/* A registry prompt whose manifest holds one system message (the registry API takes full
+ * manifests; this is for seeding a stack from scripts). */
+static int admin_prompt_create(PGconn *conn, int argc, char **argv)
+{
+    const char *tenant = admin_opt(argc, argv, "--tenant"),
+               *project = admin_opt(argc, argv, "--project"),
+               *name = admin_opt(argc, argv, "--name"), *system = admin_opt(argc, argv, "--system"),
+               *model = admin_opt(argc, argv, "--model");
+    if (!tenant || !project || !name || !system || !pl_uuid_valid(tenant) ||
+        !pl_uuid_valid(project) || !*name)
+        return admin_fail("%s", "prompt create needs --tenant UUID, --project UUID, --name and "
+                                "--system");
+    json_object *m = json_object_new_object(), *msgs = json_object_new_array(),
+                *sys = json_object_new_object(), *mc = json_object_new_object();
+    json_object_object_add(sys, "role", json_object_new_string("system"));
+    json_object_object_add(sys, "content", json_object_new_string(system));
+    json_object_array_add(msgs, sys);
+    json_object_object_add(m, "messages", msgs);
+    json_object_object_add(mc, "provider", json_object_new_string("openai"));
+    json_object_object_add(mc, "model", json_object_new_string(model ? model : "gpt-4o-mini"));
+    json_object_object_add(mc, "parameters", json_object_new_object());
+    json_object_object_add(m, "model_configuration", mc);
+    struct pl_pg_error err;
+    char prompt_id[37], version_id[37];
+    int r = pl_registry_create_prompt(conn, tenant, project, name,
+                                      json_object_to_json_string_ext(m, JSON_C_TO_STRING_PLAIN),
+                                      "admin", prompt_id, version_id, &err);
+    json_object_put(m);
+    if (r < 0)
+        return admin_fail("%s", err.message);
+    if (r == 0)
+        return admin_fail("prompt \"%s\" exists already, or the project is not the tenant's", name);
+    printf("%s %s\n", prompt_id, version_id);
     return 0;
 }
 
@@ -308,6 +347,8 @@ int main(int argc, char **argv)
         fn = admin_project_create;
     else if (strcmp(cmd, "apikey") == 0 && strcmp(sub, "create") == 0)
         fn = admin_apikey_create;
+    else if (strcmp(cmd, "prompt") == 0 && strcmp(sub, "create") == 0)
+        fn = admin_prompt_create;
     else if (strcmp(cmd, "migrate") != 0 &&
              !(strcmp(cmd, "audit") == 0 && strcmp(sub, "verify") == 0)) {
         fputs(admin_usage, stderr);

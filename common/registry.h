@@ -1,0 +1,65 @@
+/* The prompt registry's writes and the live-prompt lookup (SPEC 4, 5): immutable versions,
+ * an append-only deployment history per environment whose newest row is live, and the
+ * ship/rollback work that runs inside a deployment's guarded transition. */
+#ifndef PL_REGISTRY_H
+#define PL_REGISTRY_H
+
+#include "pg.h"
+
+#include <json-c/json.h>
+
+/**
+ * @brief The project's production environment id. @returns 1 found, 0 not, -1 with err.
+ */
+int pl_registry_production_env(PGconn *conn, const char *tenant_id, const char *project_id,
+                               char env_id[37], struct pl_pg_error *err);
+
+/**
+ * @brief The live version of a prompt in an environment (its newest deployment row).
+ * @returns 1 with version_id filled, 0 when never deployed there, -1 with err.
+ */
+int pl_registry_live_version(PGconn *conn, const char *tenant_id, const char *environment_id,
+                             const char *prompt_id, char version_id[37], struct pl_pg_error *err);
+
+/**
+ * @brief Appends a version of prompt_id with the next number (the prompt row is locked so
+ *        concurrent writers get consecutive numbers). Runs in the caller's transaction.
+ * @returns 0 with version_id and *version filled, -1 with err.
+ */
+int pl_registry_add_version(PGconn *conn, const char *tenant_id, const char *prompt_id,
+                            const char *manifest_json, const char *created_by, char version_id[37],
+                            int *version, struct pl_pg_error *err);
+
+/** @brief Appends a deployment row: version_id becomes live in the environment. */
+int pl_registry_deploy(PGconn *conn, const char *tenant_id, const char *environment_id,
+                       const char *prompt_id, const char *version_id, const char *created_by,
+                       struct pl_pg_error *err);
+
+/**
+ * @brief Creates prompt `name` in the project with manifest as version 1, live in
+ *        production, in one transaction. @returns 1 done, 0 when the name is taken, -1 err.
+ */
+int pl_registry_create_prompt(PGconn *conn, const char *tenant_id, const char *project_id,
+                              const char *name, const char *manifest_json, const char *created_by,
+                              char prompt_id[37], char version_id[37], struct pl_pg_error *err);
+
+/** @brief The content of the manifest's first system message, or NULL (owned by manifest). */
+const char *pl_registry_manifest_system(json_object *manifest);
+
+/**
+ * @brief A copy of manifest with its first system message's content replaced by system
+ *        (one is put first when there is none). @returns the JSON text (caller frees).
+ */
+char *pl_registry_manifest_with_system(json_object *manifest, const char *system);
+
+/**
+ * @brief pl_deploy_hook for the move to `shipped`: a new version (the base version's
+ *        manifest with the system message replaced by proposed_prompt) becomes live in
+ *        production and is recorded as shipped_version_id. arg is the actor id (string)
+ *        recorded as the version's creator. Deployments without a registry prompt
+ *        (prompt_id NULL) ship nothing.
+ */
+int pl_registry_ship_hook(PGconn *conn, const char *tenant_id, const char *deployment_id, void *arg,
+                          struct pl_pg_error *err);
+
+#endif

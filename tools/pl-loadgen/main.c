@@ -1,0 +1,317 @@
+/* pl-loadgen: plays the user's LLM application. For each request it takes the live system
+ * prompt of a registry prompt (cached for a short while, like the SDKs do), asks the LLM a
+ * customer question with it, and sends the trace to the ingest API with
+ * prompt: {name, version}, so the loop sees which prompt version produced which output.
+ *
+ * This first version reads the live prompt from PostgreSQL (PL_PG_DSN); the registry's HTTP
+ * read API replaces that when it exists. */
+#include "config.h"
+#include "llm.h"
+#include "log.h"
+#include "pg.h"
+#include "registry.h"
+#include "service.h"
+#include "util.h"
+
+#include <curl/curl.h>
+#include <json-c/json.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LOADGEN_CACHE_MS 2000
+#define LOADGEN_TICK_MS  200
+
+static const char loadgen_usage[] =
+    "usage: pl-loadgen [options]\n"
+    "  --api URL          ingest API (default $PL_API_URL)\n"
+    "  --key KEY          member or owner API key (default $PL_MEMBER_KEY)\n"
+    "  --tenant ID        (default $PL_TENANT_ID)\n"
+    "  --project ID       (default $PL_PROJECT_ID)\n"
+    "  --prompt NAME      registry prompt the application uses (default support-chat)\n"
+    "  --rate N           requests per second (default 20)\n"
+    "  --requests N       stop after N requests (default 0: no limit)\n"
+    "  --duration S       stop after S seconds (default 0: no limit)\n"
+    "  --run-id ID        trace id prefix (default: random)\n"
+    "LLM settings come from PL_LLM_* (PL_LLM_BASE_URL, PL_LLM_API_KEY, ...), the database from\n"
+    "PL_PG_DSN, like the services.\n";
+
+/* Customer questions around an order number (before, number, after). */
+static const struct {
+    const char *before, *after;
+} loadgen_questions[] = {
+    {"What is the status of order ", "?"},
+    {"Can I return the jacket from order ", "? I bought it 20 days ago."},
+    {"How long does shipping to Norway take for order ", "?"},
+    {"Do you have the blue kettle (item ", ") in stock?"},
+    {"How do I change the delivery address of order ", "?"},
+    {"Was I charged twice for order ", "?"},
+    {"Can I add a gift note to order ", "?"},
+    {"Which payment methods can I use for order ", "?"},
+};
+#define LOADGEN_NQUESTIONS (sizeof(loadgen_questions) / sizeof(loadgen_questions[0]))
+
+struct loadgen {
+    const char *api, *key, *tenant, *project, *prompt, *run_id;
+    long long rate, requests, duration_s;
+    struct pl_config cfg;
+    PGconn *db;
+    struct pl_llm_client *llm;
+    CURL *http;
+    /* the live prompt, cached */
+    int64_t fetched_at;
+    int version;
+    char *system, *model;
+    long long sent, failed, llm_failed;
+};
+
+static const char *loadgen_opt(int argc, char **argv, const char *name, const char *env)
+{
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(argv[i], name) == 0)
+            return argv[i + 1];
+    return env ? getenv(env) : NULL;
+}
+
+/* Refreshes the cached live prompt when older than LOADGEN_CACHE_MS. @returns 0 or -1. */
+static int loadgen_live_prompt(struct loadgen *g)
+{
+    if (g->system && pl_now_ms() - g->fetched_at < LOADGEN_CACHE_MS)
+        return 0;
+    struct pl_pg_error err;
+    const char *p[3] = {g->tenant, g->project, g->prompt};
+    PGresult *res = pl_pg_query(g->db,
+                                "SELECT v.version, v.manifest::text FROM environment_deployments d"
+                                " JOIN environments e ON e.id = d.environment_id"
+                                "   AND e.name = 'production'"
+                                " JOIN prompts p ON p.id = d.prompt_id"
+                                " JOIN prompt_versions v ON v.id = d.version_id"
+                                " WHERE d.tenant_id = $1 AND p.project_id = $2 AND p.name = $3"
+                                " ORDER BY d.seq DESC LIMIT 1",
+                                3, p, &err);
+    if (!res) {
+        pl_warn("loadgen: reading the live prompt: %s", err.message);
+        return g->system ? 0 : -1; /* keep serving the cached one */
+    }
+    int rc = -1;
+    if (PQntuples(res) == 1) {
+        json_object *m = json_tokener_parse(PQgetvalue(res, 0, 1)), *mc, *model;
+        const char *system = m ? pl_registry_manifest_system(m) : NULL;
+        if (system) {
+            int version = (int)pl_pg_getll(res, 0, 0);
+            if (version != g->version && g->version)
+                pl_info("loadgen: prompt %s is now version %d", g->prompt, version);
+            free(g->system);
+            free(g->model);
+            g->system = strdup(system);
+            g->model = json_object_object_get_ex(m, "model_configuration", &mc) &&
+                               json_object_object_get_ex(mc, "model", &model)
+                           ? strdup(json_object_get_string(model))
+                           : NULL;
+            g->version = version;
+            g->fetched_at = pl_now_ms();
+            rc = 0;
+        }
+        json_object_put(m);
+    } else {
+        pl_warn("loadgen: prompt %s has no live version in production", g->prompt);
+    }
+    PQclear(res);
+    return rc;
+}
+
+static size_t loadgen_discard(char *data, size_t size, size_t nmemb, void *arg)
+{
+    (void)data;
+    (void)arg;
+    return size * nmemb;
+}
+
+static long loadgen_post(struct loadgen *g, const char *body)
+{
+    char url[600], auth[300];
+    snprintf(url, sizeof(url), "%s/v1/ingest/batch", g->api);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", g->key);
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    h = curl_slist_append(h, auth);
+    curl_easy_reset(g->http);
+    curl_easy_setopt(g->http, CURLOPT_URL, url);
+    curl_easy_setopt(g->http, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(g->http, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(g->http, CURLOPT_TIMEOUT_MS, 30000L);
+    curl_easy_setopt(g->http, CURLOPT_WRITEFUNCTION, loadgen_discard);
+    long status = 0;
+    if (curl_easy_perform(g->http) == CURLE_OK)
+        curl_easy_getinfo(g->http, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    return status;
+}
+
+/* Sends n requests: n LLM calls at once, then one ingest batch of their traces. */
+static void loadgen_tick(struct loadgen *g, int n)
+{
+    if (loadgen_live_prompt(g) != 0) {
+        g->failed += n;
+        return;
+    }
+    char questions[100][160];
+    struct pl_llm_message msgs[100][2];
+    struct pl_llm_call calls[100];
+    for (int i = 0; i < n; i++) {
+        long long k = g->sent + i;
+        size_t q = (size_t)(k % (long long)LOADGEN_NQUESTIONS);
+        snprintf(questions[i], sizeof(questions[i]), "%s%lld%s", loadgen_questions[q].before,
+                 1000 + k * 7 % 9000, loadgen_questions[q].after);
+        msgs[i][0] = (struct pl_llm_message){"system", g->system};
+        msgs[i][1] = (struct pl_llm_message){"user", questions[i]};
+        calls[i] = (struct pl_llm_call){
+            .model = g->model, .messages = msgs[i], .nmessages = 2, .temperature = -1};
+    }
+    pl_llm_run(g->llm, calls, (size_t)n);
+    json_object *batch = json_object_new_object(), *traces = json_object_new_array();
+    for (int i = 0; i < n; i++) {
+        char id[128];
+        snprintf(id, sizeof(id), "%s-%lld", g->run_id, g->sent + i);
+        json_object *t = json_object_new_object(), *input = json_object_new_object(),
+                    *conv = json_object_new_array(), *u = json_object_new_object(),
+                    *pr = json_object_new_object();
+        json_object_object_add(t, "project_id", json_object_new_string(g->project));
+        json_object_object_add(t, "id", json_object_new_string(id));
+        json_object_object_add(t, "name", json_object_new_string("support-chat"));
+        json_object_object_add(t, "model",
+                               json_object_new_string(g->model ? g->model : g->cfg.llm_model));
+        json_object_object_add(u, "role", json_object_new_string("user"));
+        json_object_object_add(u, "content", json_object_new_string(questions[i]));
+        json_object_array_add(conv, u);
+        json_object_object_add(input, "messages", conv);
+        json_object_object_add(t, "input", input);
+        if (calls[i].ok) {
+            json_object_object_add(t, "output", json_object_new_string(calls[i].content));
+            json_object_object_add(t, "latency_ms", json_object_new_int64(calls[i].latency_ms));
+        } else {
+            json_object_object_add(t, "error", json_object_new_string(calls[i].error));
+            g->llm_failed++;
+        }
+        json_object_object_add(pr, "name", json_object_new_string(g->prompt));
+        json_object_object_add(pr, "version", json_object_new_int(g->version));
+        json_object_object_add(t, "prompt", pr);
+        json_object_array_add(traces, t);
+        pl_llm_call_clear(&calls[i]);
+    }
+    json_object_object_add(batch, "traces", traces);
+    long status = loadgen_post(g, json_object_to_json_string_ext(batch, JSON_C_TO_STRING_PLAIN));
+    json_object_put(batch);
+    if (status == 201 || status == 200)
+        g->sent += n;
+    else {
+        pl_warn("loadgen: ingest answered %ld", status);
+        g->failed += n;
+        g->sent += n; /* ids move on either way: a retry is a new request of the app */
+    }
+}
+
+static void loadgen_on_signal(int sig)
+{
+    (void)sig;
+    pl_running = 0;
+}
+
+int main(int argc, char **argv)
+{
+    pl_log_init("loadgen", PL_LOG_INFO);
+    struct loadgen g = {0};
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(loadgen_usage, stdout);
+            return 0;
+        }
+    g.api = loadgen_opt(argc, argv, "--api", "PL_API_URL");
+    g.key = loadgen_opt(argc, argv, "--key", "PL_MEMBER_KEY");
+    g.tenant = loadgen_opt(argc, argv, "--tenant", "PL_TENANT_ID");
+    g.project = loadgen_opt(argc, argv, "--project", "PL_PROJECT_ID");
+    g.prompt = loadgen_opt(argc, argv, "--prompt", NULL);
+    g.run_id = loadgen_opt(argc, argv, "--run-id", NULL);
+    const char *rate = loadgen_opt(argc, argv, "--rate", NULL),
+               *requests = loadgen_opt(argc, argv, "--requests", NULL),
+               *duration = loadgen_opt(argc, argv, "--duration", NULL);
+    g.prompt = g.prompt ? g.prompt : "support-chat";
+    g.rate = 20;
+    if ((rate && (pl_parse_ll(rate, &g.rate) != 0 || g.rate < 1 || g.rate > 10000)) ||
+        (requests && (pl_parse_ll(requests, &g.requests) != 0 || g.requests < 0)) ||
+        (duration && (pl_parse_ll(duration, &g.duration_s) != 0 || g.duration_s < 0))) {
+        fprintf(stderr, "pl-loadgen: --rate must be 1..10000, --requests and --duration >= 0\n");
+        return 2;
+    }
+    if (!g.api || !g.key || !g.tenant || !g.project || !pl_uuid_valid(g.tenant) ||
+        !pl_uuid_valid(g.project)) {
+        fprintf(stderr,
+                "pl-loadgen: needs --api, --key, --tenant and --project (or the PL_* "
+                "variables from scripts/stack up)\n%s",
+                loadgen_usage);
+        return 2;
+    }
+    char run_id[32];
+    if (!g.run_id) {
+        unsigned char rnd[6];
+        pl_random_bytes(rnd, sizeof(rnd));
+        snprintf(run_id, sizeof(run_id), "lg-%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2],
+                 rnd[3], rnd[4], rnd[5]);
+        g.run_id = run_id;
+    }
+    char err[512];
+    pl_config_defaults(&g.cfg, "loadgen");
+    if (pl_config_load(&g.cfg, NULL, err, sizeof(err)) != 0) {
+        fprintf(stderr, "pl-loadgen: %s\n", err);
+        return 2;
+    }
+    struct pl_pg_error perr;
+    signal(SIGINT, loadgen_on_signal);
+    signal(SIGTERM, loadgen_on_signal);
+    g.db = pl_pg_connect(g.cfg.pg_dsn, &perr);
+    g.llm = pl_llm_client_new(&g.cfg, err, sizeof(err));
+    g.http = curl_easy_init();
+    int rc = 1;
+    if (!g.db || !g.llm || !g.http) {
+        fprintf(stderr, "pl-loadgen: %s\n", !g.db ? perr.message : err);
+        goto out;
+    }
+    int64_t start = pl_now_ms(), next = start, last_report = start;
+    double per_tick = (double)g.rate * LOADGEN_TICK_MS / 1000.0, owed = 0;
+    while (pl_running) {
+        if (g.requests && g.sent >= g.requests)
+            break;
+        if (g.duration_s && pl_now_ms() - start >= g.duration_s * 1000)
+            break;
+        owed += per_tick;
+        int n = (int)owed;
+        if (n > 100)
+            n = 100;
+        if (g.requests && g.sent + n > g.requests)
+            n = (int)(g.requests - g.sent);
+        owed -= n;
+        if (n > 0)
+            loadgen_tick(&g, n);
+        if (pl_now_ms() - last_report >= 5000) {
+            pl_info("loadgen: %lld requests sent (%lld failed), prompt %s version %d", g.sent,
+                    g.failed, g.prompt, g.version);
+            last_report = pl_now_ms();
+        }
+        next += LOADGEN_TICK_MS;
+        int64_t wait = next - pl_now_ms();
+        if (wait > 0)
+            pl_sleep_ms((int)wait);
+    }
+    printf("loadgen: %lld requests sent, %lld failed, %lld LLM errors, last prompt version %d\n",
+           g.sent, g.failed, g.llm_failed, g.version);
+    rc = g.failed ? 1 : 0;
+out:
+    if (g.http)
+        curl_easy_cleanup(g.http);
+    pl_llm_client_free(g.llm);
+    if (g.db)
+        PQfinish(g.db);
+    free(g.system);
+    free(g.model);
+    return rc;
+}
