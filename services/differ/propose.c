@@ -339,13 +339,17 @@ enum pl_handle_result pl_differ_handle_event(struct pl_service *svc, struct pl_l
     const char *signature = NULL;
     if (json_object_object_get_ex(ev, "signature", &v) && json_object_is_type(v, json_type_string))
         signature = json_object_get_string(v);
+    /* event_id: the outbox row id as a decimal string (schemas/topics/clusters.schema.json) */
     char event_id[24];
-    if (!json_object_object_get_ex(ev, "event_id", &v) || !json_object_is_type(v, json_type_int) ||
-        json_object_get_int64(v) < 1 || !signature || strncmp(signature, "sha256:", 7) != 0) {
-        snprintf(reason, reasonsz, "cluster event needs a positive event_id and a signature");
+    long long eid = 0;
+    if (!json_object_object_get_ex(ev, "event_id", &v) ||
+        !json_object_is_type(v, json_type_string) ||
+        pl_parse_ll(json_object_get_string(v), &eid) != 0 || eid < 1 || !signature ||
+        strncmp(signature, "sha256:", 7) != 0) {
+        snprintf(reason, reasonsz, "cluster event needs a decimal event_id and a signature");
         return PL_HANDLE_DLQ;
     }
-    snprintf(event_id, sizeof(event_id), "%lld", (long long)json_object_get_int64(v));
+    snprintf(event_id, sizeof(event_id), "%lld", eid);
 
     struct pl_pg_error err;
     struct differ_context c = {0};

@@ -66,10 +66,11 @@ static void differ_env_free(struct differ_env *e)
 static void differ_send_event(const struct differ_env *e, long long event_id)
 {
     char ev[512];
-    snprintf(ev, sizeof(ev),
-             "{\"schema_version\":1,\"event_id\":%lld,\"tenant_id\":\"%s\",\"project_id\":\"%s\","
-             "\"cluster_id\":\"%s\",\"signature\":\"%s\",\"count\":12}",
-             event_id, e->t.id, e->t.project_id, e->c.cluster_id, e->c.signature);
+    snprintf(
+        ev, sizeof(ev),
+        "{\"schema_version\":1,\"event_id\":\"%lld\",\"tenant_id\":\"%s\",\"project_id\":\"%s\","
+        "\"cluster_id\":\"%s\",\"signature\":\"%s\",\"count\":12}",
+        event_id, e->t.id, e->t.project_id, e->c.cluster_id, e->c.signature);
     itest_produce(e->clusters, e->c.signature, ev);
 }
 
