@@ -154,6 +154,7 @@ enum pl_transition_result pl_deploy_transition(PGconn *conn, const struct pl_dep
 {
     if (row_json)
         *row_json = NULL;
+    err->message[0] = '\0';
     char allowed[160];
     pl_deploy_allowed_from(ch->to, ch->actor, allowed, sizeof(allowed));
     const char *to_name = pl_deploy_status_name(ch->to);
@@ -199,12 +200,21 @@ enum pl_transition_result pl_deploy_transition(PGconn *conn, const struct pl_dep
         return r;
     }
     const char *from_name = PQgetvalue(res, 0, 0);
-    int failed =
-        deploy_announce(conn, ch->tenant_id, PQgetvalue(res, 0, 1), ch->deployment_id, from_name,
-                        to_name, PQgetvalue(res, 0, 3), ch->actor, ch->actor_id,
-                        ch->rejection_reason, ch->events_topic, err) ||
-        (ch->hook && ch->hook(conn, ch->tenant_id, ch->deployment_id, ch->hook_arg, err) != 0) ||
-        pl_pg_exec(conn, "COMMIT", 0, NULL, err) != 0;
+    int hooked = 0;
+    int failed = deploy_announce(conn, ch->tenant_id, PQgetvalue(res, 0, 1), ch->deployment_id,
+                                 from_name, to_name, PQgetvalue(res, 0, 3), ch->actor, ch->actor_id,
+                                 ch->rejection_reason, ch->events_topic, err) ||
+                 (ch->hook && (hooked = ch->hook(conn, ch->tenant_id, ch->deployment_id,
+                                                 ch->hook_arg, err)) != 0) ||
+                 pl_pg_exec(conn, "COMMIT", 0, NULL, err) != 0;
+    if (failed && hooked == 1) { /* the hook refused: nothing of the move stays */
+        if (current)
+            snprintf(current, 16, "%s", from_name);
+        PQclear(res);
+        struct pl_pg_error ignored;
+        pl_pg_exec(conn, "ROLLBACK", 0, NULL, &ignored);
+        return PL_TRANSITION_CONFLICT;
+    }
     if (failed) {
         PQclear(res);
         return deploy_fail(conn, err);

@@ -56,7 +56,11 @@ bool pl_deploy_allowed(enum pl_deploy_status from, enum pl_deploy_status to,
 int pl_deploy_allowed_from(enum pl_deploy_status to, enum pl_deploy_actor actor, char *buf,
                            size_t bufsz);
 
-/** Extra work done in the transition's transaction (e.g. registry writes on ship). */
+/**
+ * Extra work done in the transition's transaction (e.g. registry writes on ship). Returns 0
+ * to go on, -1 on a database error, or 1 to refuse the move (a precondition does not hold:
+ * the transition answers PL_TRANSITION_CONFLICT with the hook's explanation in err).
+ */
 typedef int (*pl_deploy_hook)(PGconn *conn, const char *tenant_id, const char *deployment_id,
                               void *arg, struct pl_pg_error *err);
 
@@ -85,7 +89,8 @@ enum pl_transition_result {
  * @brief The guarded transition: compare-and-set on the status, the outbox event and the
  *        audit entry (and the hook's work), all in one transaction.
  * @param row_json   on OK, the updated deployment as JSON (caller frees); may be NULL.
- * @param current    on CONFLICT, the status the row has now (at least 16 bytes).
+ * @param current    on CONFLICT, the status the row has now (at least 16 bytes); when the
+ *                   hook refused the move, err->message says why (else it is empty).
  */
 enum pl_transition_result pl_deploy_transition(PGconn *conn, const struct pl_deploy_change *ch,
                                                char **row_json, char *current,

@@ -98,6 +98,7 @@ enum pl_field_result pl_param_check_fields(json_object *obj, const struct pl_fie
                 return PL_FIELDS_BAD_REQUEST;
             }
             break;
+        case PL_FIELD_NUMBER:
         case PL_FIELD_FRACTION: {
             if (!json_object_is_type(val, json_type_int) &&
                 !json_object_is_type(val, json_type_double)) {
@@ -105,8 +106,10 @@ enum pl_field_result pl_param_check_fields(json_object *obj, const struct pl_fie
                 return PL_FIELDS_BAD_REQUEST;
             }
             double v = json_object_get_double(val);
-            if (!(v >= 0 && v <= 1)) {
-                snprintf(err, errsz, "%s must be between 0 and 1", key);
+            double lo = r->type == PL_FIELD_FRACTION ? 0 : (double)r->min;
+            double hi = r->type == PL_FIELD_FRACTION ? 1 : (double)r->max;
+            if (!(v >= lo && v <= hi)) {
+                snprintf(err, errsz, "%s must be between %g and %g", key, lo, hi);
                 return PL_FIELDS_UNPROCESSABLE;
             }
             break;

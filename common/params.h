@@ -28,7 +28,8 @@ enum pl_field_type {
     PL_FIELD_BOOL,
     PL_FIELD_INT,
     PL_FIELD_OBJECT,
-    PL_FIELD_FRACTION /* a number in [0, 1] (a rate or a probability) */
+    PL_FIELD_FRACTION, /* a number in [0, 1] (a rate or a probability) */
+    PL_FIELD_NUMBER    /* a finite number in [min, max] */
 };
 
 struct pl_field_rule {

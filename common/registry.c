@@ -207,3 +207,52 @@ int pl_registry_ship_hook(PGconn *conn, const char *tenant_id, const char *deplo
     free(manifest);
     return rc;
 }
+
+int pl_registry_rollback_hook(PGconn *conn, const char *tenant_id, const char *deployment_id,
+                              void *arg, struct pl_pg_error *err)
+{
+    const char *actor = arg ? arg : "system";
+    const char *p[2] = {deployment_id, tenant_id};
+    /* Locks the production history of this prompt's environment through the prompt row, so
+     * a concurrent ship or rollback of the same prompt waits and then sees this one. */
+    PGresult *res = pl_pg_query(conn,
+                                "SELECT d.prompt_id, d.project_id, d.base_version_id,"
+                                " d.shipped_version_id FROM prompt_deployments d"
+                                " JOIN prompts pr ON pr.id = d.prompt_id"
+                                " WHERE d.id = $1 AND d.tenant_id = $2 AND d.prompt_id IS NOT NULL"
+                                "   AND d.shipped_version_id IS NOT NULL AND d.base_version_id IS"
+                                "   NOT NULL FOR UPDATE OF pr",
+                                2, p, err);
+    if (!res)
+        return -1;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return 0;
+    }
+    char prompt_id[37], project_id[37], base[37], shipped[37], env[37], live[37] = "";
+    snprintf(prompt_id, sizeof(prompt_id), "%s", PQgetvalue(res, 0, 0));
+    snprintf(project_id, sizeof(project_id), "%s", PQgetvalue(res, 0, 1));
+    snprintf(base, sizeof(base), "%s", PQgetvalue(res, 0, 2));
+    snprintf(shipped, sizeof(shipped), "%s", PQgetvalue(res, 0, 3));
+    PQclear(res);
+    int found = pl_registry_production_env(conn, tenant_id, project_id, env, err);
+    if (found == 1)
+        found = pl_registry_live_version(conn, tenant_id, env, prompt_id, live, err);
+    if (found < 0)
+        return -1;
+    if (found == 0 || strcmp(live, shipped) != 0) {
+        const char *pv[1] = {live};
+        PGresult *v = found ? pl_pg_query(conn, "SELECT version FROM prompt_versions WHERE id = $1",
+                                          1, pv, err)
+                            : NULL;
+        snprintf(err->message, sizeof(err->message),
+                 "cannot roll back: version %s of the prompt is live now, not the one this "
+                 "deployment shipped",
+                 v && PQntuples(v) ? PQgetvalue(v, 0, 0) : "(none)");
+        err->sqlstate[0] = '\0';
+        if (v)
+            PQclear(v);
+        return 1;
+    }
+    return pl_registry_deploy(conn, tenant_id, env, prompt_id, base, actor, err);
+}

@@ -62,4 +62,14 @@ char *pl_registry_manifest_with_system(json_object *manifest, const char *system
 int pl_registry_ship_hook(PGconn *conn, const char *tenant_id, const char *deployment_id, void *arg,
                           struct pl_pg_error *err);
 
+/**
+ * @brief pl_deploy_hook for the move to `rolled_back`: makes base_version_id live in
+ *        production again — only while the deployment's shipped version is still the live
+ *        one; otherwise returns 1 (refused) with what is live now in err. arg is the actor
+ *        id recorded on the deployment row. Deployments without a registry prompt change
+ *        nothing.
+ */
+int pl_registry_rollback_hook(PGconn *conn, const char *tenant_id, const char *deployment_id,
+                              void *arg, struct pl_pg_error *err);
+
 #endif

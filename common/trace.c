@@ -262,3 +262,39 @@ char *pl_trace_envelope(const char *tenant_id, const char *project_id, const cha
     json_object_put(env);
     return text;
 }
+
+static const char *trace_str(json_object *obj, const char *key)
+{
+    json_object *v;
+    if (!json_object_object_get_ex(obj, key, &v) || !json_object_is_type(v, json_type_string))
+        return NULL;
+    return json_object_get_string(v);
+}
+
+const char *pl_trace_output(json_object *trace)
+{
+    json_object *v;
+    if (!json_object_object_get_ex(trace, "output", &v) || !v)
+        return NULL;
+    if (json_object_is_type(v, json_type_string))
+        return json_object_get_string(v);
+    return json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
+}
+
+const char *pl_trace_error(json_object *trace, int *span_errors)
+{
+    const char *first = trace_str(trace, "error");
+    json_object *spans;
+    *span_errors = 0;
+    if (json_object_object_get_ex(trace, "spans", &spans) &&
+        json_object_is_type(spans, json_type_array))
+        for (size_t i = 0; i < json_object_array_length(spans); i++) {
+            const char *se = trace_str(json_object_array_get_idx(spans, i), "error");
+            if (se && *se) {
+                (*span_errors)++;
+                if (!first || !*first)
+                    first = se;
+            }
+        }
+    return first && *first ? first : NULL;
+}

@@ -29,4 +29,12 @@ int pl_trace_validate(json_object *trace, const char *where, char *err, size_t e
 char *pl_trace_envelope(const char *tenant_id, const char *project_id, const char *received_at,
                         json_object *trace);
 
+/** @brief The trace output as evaluators see it: the string, or a JSON value's text (owned
+ *         by trace), or NULL. */
+const char *pl_trace_output(json_object *trace);
+
+/** @brief The trace's own error, else its first span error (NULL when none); counts the
+ *         spans with an error in *span_errors. The text is owned by trace. */
+const char *pl_trace_error(json_object *trace, int *span_errors);
+
 #endif

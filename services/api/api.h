@@ -78,4 +78,17 @@ void api_projects_get(struct pl_http_request *req, struct pl_http_response *res)
 void api_projects_create(struct pl_http_request *req, struct pl_http_response *res);
 void api_projects_update(struct pl_http_request *req, struct pl_http_response *res);
 
+/* registry.c: prompts, versions, environments (SPEC 11, registry) */
+void api_prompts_create(struct pl_http_request *req, struct pl_http_response *res);
+void api_prompts_list(struct pl_http_request *req, struct pl_http_response *res);
+void api_prompts_get(struct pl_http_request *req, struct pl_http_response *res);
+void api_prompt_versions_create(struct pl_http_request *req, struct pl_http_response *res);
+void api_environments_list(struct pl_http_request *req, struct pl_http_response *res);
+void api_environment_deploy(struct pl_http_request *req, struct pl_http_response *res);
+void api_environment_history(struct pl_http_request *req, struct pl_http_response *res);
+/* registry_compat.c: the Adaline and TrueFoundry read surfaces (seeds 003, 004) */
+void api_adaline_deployment(struct pl_http_request *req, struct pl_http_response *res);
+void api_truefoundry_versions(struct pl_http_request *req, struct pl_http_response *res);
+void api_truefoundry_tags(struct pl_http_request *req, struct pl_http_response *res);
+
 #endif

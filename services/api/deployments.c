@@ -74,7 +74,9 @@ static void deployments_move(struct pl_http_request *req, struct pl_http_respons
         .approved_by = to == PL_DEPLOY_SHIPPED ? who->key_id : NULL,
         .rejection_reason = reason,
         .events_topic = svc->cfg.kafka_topic_deployments,
-        .hook = to == PL_DEPLOY_SHIPPED ? pl_registry_ship_hook : NULL,
+        .hook = to == PL_DEPLOY_SHIPPED       ? pl_registry_ship_hook
+                : to == PL_DEPLOY_ROLLED_BACK ? pl_registry_rollback_hook
+                                              : NULL,
         .hook_arg = actor,
     };
     PGconn *conn = api_db(req, res);
@@ -94,9 +96,12 @@ static void deployments_move(struct pl_http_request *req, struct pl_http_respons
         break;
     case PL_TRANSITION_CONFLICT: {
         json_object *o = json_object_new_object();
-        char msg[128];
-        snprintf(msg, sizeof(msg), "cannot move a %s deployment to %s", current,
-                 pl_deploy_status_name(to));
+        char msg[sizeof(err.message) + 64];
+        if (err.message[0]) /* the registry refused: says what is live now */
+            snprintf(msg, sizeof(msg), "%s", err.message);
+        else
+            snprintf(msg, sizeof(msg), "cannot move a %s deployment to %s", current,
+                     pl_deploy_status_name(to));
         json_object_object_add(o, "error", json_object_new_string(msg));
         json_object_object_add(o, "status", json_object_new_string(current));
         pl_http_json(res, 409, o);

@@ -23,6 +23,16 @@ static const struct pl_http_route api_routes[] = {
     {"POST", "/v1/projects", api_projects_create},
     {"GET", "/v1/projects/{id}", api_projects_get},
     {"PATCH", "/v1/projects/{id}", api_projects_update},
+    {"POST", "/v1/prompts", api_prompts_create},
+    {"GET", "/v1/prompts", api_prompts_list},
+    {"GET", "/v1/prompts/{id}", api_prompts_get},
+    {"POST", "/v1/prompts/{id}/versions", api_prompt_versions_create},
+    {"GET", "/v1/environments", api_environments_list},
+    {"POST", "/v1/environments/{id}/deployments", api_environment_deploy},
+    {"GET", "/v1/environments/{id}/deployments", api_environment_history},
+    {"GET", "/v2/deployments", api_adaline_deployment},
+    {"GET", "/api/ml/v1/prompt-versions", api_truefoundry_versions},
+    {"PUT", "/api/ml/v1/prompt-versions/tags", api_truefoundry_tags},
 };
 
 int main(int argc, char **argv)

@@ -20,6 +20,10 @@ static const struct pl_field_rule project_rules[] = {
     {"ab_guardrail_tolerance", PL_FIELD_FRACTION, 0, 0},
     {"ab_holdout_size", PL_FIELD_INT, 1, 10000},
     {"ab_guardrail_size", PL_FIELD_INT, 0, 10000},
+    {"regression_min_samples", PL_FIELD_INT, 1, 100000},
+    {"regression_p1_drop", PL_FIELD_FRACTION, 0, 0},
+    {"regression_cusum_h", PL_FIELD_NUMBER, 1, 50},
+    {"regression_window", PL_FIELD_INT, 10, 100000},
 };
 #define PROJECT_NRULES (sizeof(project_rules) / sizeof(project_rules[0]))
 

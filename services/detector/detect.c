@@ -96,36 +96,6 @@ static bool detect_parse(struct pl_worker_item *item, struct detect_entry *e)
     return false;
 }
 
-/* The trace's output as text for the evaluators (JSON text when it is not a string). */
-static const char *detect_output(json_object *trace)
-{
-    json_object *v;
-    if (!json_object_object_get_ex(trace, "output", &v) || !v)
-        return NULL;
-    if (json_object_is_type(v, json_type_string))
-        return json_object_get_string(v);
-    return json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
-}
-
-/* The trace's own error, or else the first span error: what an "error" failure says. */
-static const char *detect_error(json_object *trace, int *span_errors)
-{
-    const char *first = detect_str(trace, "error");
-    json_object *spans;
-    *span_errors = 0;
-    if (json_object_object_get_ex(trace, "spans", &spans) &&
-        json_object_is_type(spans, json_type_array))
-        for (size_t i = 0; i < json_object_array_length(spans); i++) {
-            const char *se = detect_str(json_object_array_get_idx(spans, i), "error");
-            if (se && *se) {
-                (*span_errors)++;
-                if (!first || !*first)
-                    first = se;
-            }
-        }
-    return first && *first ? first : NULL;
-}
-
 /* Writes one COPY text field: \N for NULL, with backslash, tab, newline and CR escaped. */
 static void detect_copy_text(FILE *f, const char *v, bool last)
 {
@@ -262,13 +232,13 @@ static void detect_evaluate(const struct detect_entry *e, const struct detect_ru
                             int nrules, json_object *eval, json_object *failures)
 {
     int span_errors = 0;
-    const char *error = detect_error(e->trace, &span_errors);
+    const char *error = pl_trace_error(e->trace, &span_errors);
     if (error)
         detect_add_failure(failures, e, "error", error);
     json_object *scores = NULL;
     json_object_object_get_ex(e->trace, "eval_scores", &scores);
     struct pl_eval_input in = {
-        .output = detect_output(e->trace),
+        .output = pl_trace_output(e->trace),
         .error = detect_str(e->trace, "error"),
         .n_span_errors = (size_t)span_errors,
         .eval_scores = scores,

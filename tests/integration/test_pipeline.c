@@ -65,11 +65,11 @@ static void test_failing_json_answers_end_in_a_shipped_fix(void **state)
                            "SELECT string_agg(status, ',') FROM prompt_deployments"
                            " WHERE project_id = $1",
                            1, p);
-        if (strcmp(status, "shipped") == 0)
-            break;
+        if (strcmp(status, "shipped") == 0 || strcmp(status, "monitoring") == 0)
+            break; /* the monitor takes over a shipped deployment at once */
         pl_sleep_ms(100);
     }
-    assert_string_equal(status, "shipped");
+    assert_true(strcmp(status, "shipped") == 0 || strcmp(status, "monitoring") == 0);
     free(status);
     char *row =
         itest_sql(conn,

@@ -13,32 +13,23 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Every environment name the loader reads (PL_<SECTION>_<KEY>), so the tests start clean
- * whatever the caller's environment holds. */
-static const char *const env_names[] = {
-    "PL_LOG_LEVEL",
-    "PL_HTTP_BIND",
-    "PL_HTTP_PORT",
-    "PL_HTTP_THREADS",
-    "PL_HTTP_MAX_BODY_BYTES",
-    "PL_PG_DSN",
-    "PL_PG_POOL_SIZE",
-    "PL_KAFKA_BROKERS",
-    "PL_KAFKA_GROUP_ID",
-    "PL_KAFKA_SESSION_TIMEOUT_MS",
-    "PL_KAFKA_TOPIC_TRACES",
-    "PL_KAFKA_TOPIC_CLUSTERS",
-    "PL_KAFKA_TOPIC_DEPLOYMENTS",
-    "PL_KAFKA_TOPIC_DLQ",
-    "PL_OUTBOX_RELAY",
-    "PL_OUTBOX_POLL_MS",
-    "PL_OUTBOX_BATCH",
-};
+extern char **environ;
 
+/* Unsets every PL_* variable, so the tests start clean whatever the caller's environment
+ * holds (the test suite runs with the local stack's PL_* exports). */
 static void clear_env(void)
 {
-    for (size_t i = 0; i < sizeof(env_names) / sizeof(env_names[0]); i++)
-        unsetenv(env_names[i]);
+    char names[128][128];
+    int n = 0;
+    for (char **e = environ; *e && n < 128; e++) {
+        const char *eq = strchr(*e, '=');
+        if (strncmp(*e, "PL_", 3) == 0 && eq && (size_t)(eq - *e) < sizeof(names[0])) {
+            memcpy(names[n], *e, (size_t)(eq - *e));
+            names[n++][eq - *e] = '\0';
+        }
+    }
+    for (int i = 0; i < n; i++)
+        unsetenv(names[i]);
 }
 
 static int group_setup(void **state)

@@ -1,14 +1,11 @@
 /* pl-loadgen: plays the user's LLM application. For each request it takes the live system
- * prompt of a registry prompt (cached for a short while, like the SDKs do), asks the LLM a
- * customer question with it, and sends the trace to the ingest API with
- * prompt: {name, version}, so the loop sees which prompt version produced which output.
- *
- * This first version reads the live prompt from PostgreSQL (PL_PG_DSN); the registry's HTTP
- * read API replaces that when it exists. */
+ * prompt of a registry prompt from the API, as applications do (GET /v2/deployments?...
+ * deploymentId=current, cached for 2 s like the SDKs of the anchors), asks the LLM a customer
+ * question with it, and sends the trace to the ingest API with prompt: {name, version}, so
+ * the loop sees which prompt version produced which output. */
 #include "config.h"
 #include "llm.h"
 #include "log.h"
-#include "pg.h"
 #include "registry.h"
 #include "service.h"
 #include "util.h"
@@ -27,15 +24,13 @@ static const char loadgen_usage[] =
     "usage: pl-loadgen [options]\n"
     "  --api URL          ingest API (default $PL_API_URL)\n"
     "  --key KEY          member or owner API key (default $PL_MEMBER_KEY)\n"
-    "  --tenant ID        (default $PL_TENANT_ID)\n"
     "  --project ID       (default $PL_PROJECT_ID)\n"
     "  --prompt NAME      registry prompt the application uses (default support-chat)\n"
     "  --rate N           requests per second (default 20)\n"
     "  --requests N       stop after N requests (default 0: no limit)\n"
     "  --duration S       stop after S seconds (default 0: no limit)\n"
     "  --run-id ID        trace id prefix (default: random)\n"
-    "LLM settings come from PL_LLM_* (PL_LLM_BASE_URL, PL_LLM_API_KEY, ...), the database from\n"
-    "PL_PG_DSN, like the services.\n";
+    "LLM settings come from PL_LLM_* (PL_LLM_BASE_URL, PL_LLM_API_KEY, ...) like the services'.\n";
 
 /* Customer questions around an order number (before, number, after). */
 static const struct {
@@ -53,14 +48,15 @@ static const struct {
 #define LOADGEN_NQUESTIONS (sizeof(loadgen_questions) / sizeof(loadgen_questions[0]))
 
 struct loadgen {
-    const char *api, *key, *tenant, *project, *prompt, *run_id;
+    const char *api, *key, *project, *prompt, *run_id;
     long long rate, requests, duration_s;
     struct pl_config cfg;
-    PGconn *db;
     struct pl_llm_client *llm;
     CURL *http;
+    char prompt_id[37], environment_id[37]; /* looked up once by name */
     /* the live prompt, cached */
     int64_t fetched_at;
+    char deployment_id[64];
     int version;
     char *system, *model;
     long long sent, failed, llm_failed;
@@ -74,51 +70,166 @@ static const char *loadgen_opt(int argc, char **argv, const char *name, const ch
     return env ? getenv(env) : NULL;
 }
 
+struct loadgen_body {
+    char *data;
+    size_t len;
+};
+
+static size_t loadgen_collect(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct loadgen_body *b = arg;
+    size_t n = size * nmemb;
+    if (b->len + n > 4 * 1024 * 1024)
+        return 0;
+    char *p = realloc(b->data, b->len + n + 1);
+    if (!p)
+        return 0;
+    memcpy(p + b->len, data, n);
+    b->data = p;
+    b->len += n;
+    b->data[b->len] = '\0';
+    return n;
+}
+
+/* GET api + path; @returns the parsed JSON of a 200 answer (caller puts it), or NULL. */
+static json_object *loadgen_get(struct loadgen *g, const char *path)
+{
+    char url[1024], auth[300];
+    snprintf(url, sizeof(url), "%s%s", g->api, path);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", g->key);
+    struct curl_slist *h = curl_slist_append(NULL, auth);
+    struct loadgen_body body = {0};
+    curl_easy_reset(g->http);
+    curl_easy_setopt(g->http, CURLOPT_URL, url);
+    curl_easy_setopt(g->http, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(g->http, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(g->http, CURLOPT_WRITEFUNCTION, loadgen_collect);
+    curl_easy_setopt(g->http, CURLOPT_WRITEDATA, &body);
+    long status = 0;
+    if (curl_easy_perform(g->http) == CURLE_OK)
+        curl_easy_getinfo(g->http, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    json_object *o = status == 200 && body.data ? json_tokener_parse(body.data) : NULL;
+    if (status != 200)
+        pl_warn("loadgen: GET %s answered %ld", path, status);
+    free(body.data);
+    return o;
+}
+
+/* The prompt's id (by name) and the production environment's id, once. */
+static int loadgen_resolve(struct loadgen *g)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "/v1/prompts?project_id=%s&limit=200", g->project);
+    json_object *prompts = loadgen_get(g, path), *items, *name, *id;
+    if (prompts && json_object_object_get_ex(prompts, "items", &items))
+        for (size_t i = 0; i < json_object_array_length(items); i++) {
+            json_object *p = json_object_array_get_idx(items, i);
+            if (json_object_object_get_ex(p, "name", &name) &&
+                strcmp(json_object_get_string(name), g->prompt) == 0 &&
+                json_object_object_get_ex(p, "id", &id))
+                snprintf(g->prompt_id, sizeof(g->prompt_id), "%s", json_object_get_string(id));
+        }
+    json_object_put(prompts);
+    snprintf(path, sizeof(path), "/v1/environments?project_id=%s", g->project);
+    json_object *envs = loadgen_get(g, path);
+    if (envs && json_object_object_get_ex(envs, "items", &items))
+        for (size_t i = 0; i < json_object_array_length(items); i++) {
+            json_object *e = json_object_array_get_idx(items, i);
+            if (json_object_object_get_ex(e, "name", &name) &&
+                strcmp(json_object_get_string(name), "production") == 0 &&
+                json_object_object_get_ex(e, "id", &id))
+                snprintf(g->environment_id, sizeof(g->environment_id), "%s",
+                         json_object_get_string(id));
+        }
+    json_object_put(envs);
+    if (!g->prompt_id[0] || !g->environment_id[0]) {
+        pl_warn("loadgen: prompt %s or the production environment not found", g->prompt);
+        return -1;
+    }
+    return 0;
+}
+
+/* The version number of the live deployment (the environment's "live" list). */
+static int loadgen_version_of(struct loadgen *g)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "/v1/environments?project_id=%s", g->project);
+    json_object *envs = loadgen_get(g, path), *items, *id, *live, *pid, *version;
+    int v = 0;
+    if (envs && json_object_object_get_ex(envs, "items", &items))
+        for (size_t i = 0; i < json_object_array_length(items); i++) {
+            json_object *e = json_object_array_get_idx(items, i);
+            if (!json_object_object_get_ex(e, "id", &id) ||
+                strcmp(json_object_get_string(id), g->environment_id) != 0 ||
+                !json_object_object_get_ex(e, "live", &live))
+                continue;
+            for (size_t k = 0; k < json_object_array_length(live); k++) {
+                json_object *l = json_object_array_get_idx(live, k);
+                if (json_object_object_get_ex(l, "prompt_id", &pid) &&
+                    strcmp(json_object_get_string(pid), g->prompt_id) == 0 &&
+                    json_object_object_get_ex(l, "version", &version))
+                    v = json_object_get_int(version);
+            }
+        }
+    json_object_put(envs);
+    return v;
+}
+
 /* Refreshes the cached live prompt when older than LOADGEN_CACHE_MS. @returns 0 or -1. */
 static int loadgen_live_prompt(struct loadgen *g)
 {
     if (g->system && pl_now_ms() - g->fetched_at < LOADGEN_CACHE_MS)
         return 0;
-    struct pl_pg_error err;
-    const char *p[3] = {g->tenant, g->project, g->prompt};
-    PGresult *res = pl_pg_query(g->db,
-                                "SELECT v.version, v.manifest::text FROM environment_deployments d"
-                                " JOIN environments e ON e.id = d.environment_id"
-                                "   AND e.name = 'production'"
-                                " JOIN prompts p ON p.id = d.prompt_id"
-                                " JOIN prompt_versions v ON v.id = d.version_id"
-                                " WHERE d.tenant_id = $1 AND p.project_id = $2 AND p.name = $3"
-                                " ORDER BY d.seq DESC LIMIT 1",
-                                3, p, &err);
-    if (!res) {
-        pl_warn("loadgen: reading the live prompt: %s", err.message);
-        return g->system ? 0 : -1; /* keep serving the cached one */
+    if (!g->prompt_id[0] && loadgen_resolve(g) != 0)
+        return -1;
+    char path[256];
+    snprintf(path, sizeof(path),
+             "/v2/deployments?promptId=%s&deploymentId=current&deploymentEnvironmentId=%s",
+             g->prompt_id, g->environment_id);
+    json_object *d = loadgen_get(g, path), *id, *prompt, *msgs, *config, *model;
+    if (!d || !json_object_object_get_ex(d, "id", &id) ||
+        !json_object_object_get_ex(d, "prompt", &prompt) ||
+        !json_object_object_get_ex(prompt, "messages", &msgs)) {
+        json_object_put(d);
+        return g->system ? 0 : -1; /* keep serving the cached prompt */
     }
-    int rc = -1;
-    if (PQntuples(res) == 1) {
-        json_object *m = json_tokener_parse(PQgetvalue(res, 0, 1)), *mc, *model;
-        const char *system = m ? pl_registry_manifest_system(m) : NULL;
-        if (system) {
-            int version = (int)pl_pg_getll(res, 0, 0);
-            if (version != g->version && g->version)
-                pl_info("loadgen: prompt %s is now version %d", g->prompt, version);
-            free(g->system);
-            free(g->model);
-            g->system = strdup(system);
-            g->model = json_object_object_get_ex(m, "model_configuration", &mc) &&
-                               json_object_object_get_ex(mc, "model", &model)
-                           ? strdup(json_object_get_string(model))
-                           : NULL;
-            g->version = version;
-            g->fetched_at = pl_now_ms();
-            rc = 0;
+    /* the system message's text parts */
+    char *system = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&system, &len);
+    for (size_t i = 0; i < json_object_array_length(msgs); i++) {
+        json_object *m = json_object_array_get_idx(msgs, i), *role, *content;
+        if (!json_object_object_get_ex(m, "role", &role) ||
+            strcmp(json_object_get_string(role), "system") != 0 ||
+            !json_object_object_get_ex(m, "content", &content))
+            continue;
+        for (size_t k = 0; k < json_object_array_length(content); k++) {
+            json_object *v;
+            if (json_object_object_get_ex(json_object_array_get_idx(content, k), "value", &v))
+                fputs(json_object_get_string(v), f);
         }
-        json_object_put(m);
-    } else {
-        pl_warn("loadgen: prompt %s has no live version in production", g->prompt);
+        break;
     }
-    PQclear(res);
-    return rc;
+    fclose(f);
+    if (strcmp(json_object_get_string(id), g->deployment_id) != 0) {
+        int version = loadgen_version_of(g);
+        if (g->version && version != g->version)
+            pl_info("loadgen: prompt %s is now version %d", g->prompt, version);
+        g->version = version;
+        snprintf(g->deployment_id, sizeof(g->deployment_id), "%s", json_object_get_string(id));
+    }
+    free(g->system);
+    free(g->model);
+    g->system = system;
+    g->model = json_object_object_get_ex(prompt, "config", &config) &&
+                       json_object_object_get_ex(config, "model", &model) &&
+                       json_object_is_type(model, json_type_string)
+                   ? strdup(json_object_get_string(model))
+                   : NULL;
+    g->fetched_at = pl_now_ms();
+    json_object_put(d);
+    return 0;
 }
 
 static size_t loadgen_discard(char *data, size_t size, size_t nmemb, void *arg)
@@ -228,7 +339,6 @@ int main(int argc, char **argv)
         }
     g.api = loadgen_opt(argc, argv, "--api", "PL_API_URL");
     g.key = loadgen_opt(argc, argv, "--key", "PL_MEMBER_KEY");
-    g.tenant = loadgen_opt(argc, argv, "--tenant", "PL_TENANT_ID");
     g.project = loadgen_opt(argc, argv, "--project", "PL_PROJECT_ID");
     g.prompt = loadgen_opt(argc, argv, "--prompt", NULL);
     g.run_id = loadgen_opt(argc, argv, "--run-id", NULL);
@@ -243,10 +353,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "pl-loadgen: --rate must be 1..10000, --requests and --duration >= 0\n");
         return 2;
     }
-    if (!g.api || !g.key || !g.tenant || !g.project || !pl_uuid_valid(g.tenant) ||
-        !pl_uuid_valid(g.project)) {
+    if (!g.api || !g.key || !g.project || !pl_uuid_valid(g.project)) {
         fprintf(stderr,
-                "pl-loadgen: needs --api, --key, --tenant and --project (or the PL_* "
+                "pl-loadgen: needs --api, --key and --project (or the PL_* "
                 "variables from scripts/stack up)\n%s",
                 loadgen_usage);
         return 2;
@@ -265,15 +374,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "pl-loadgen: %s\n", err);
         return 2;
     }
-    struct pl_pg_error perr;
     signal(SIGINT, loadgen_on_signal);
     signal(SIGTERM, loadgen_on_signal);
-    g.db = pl_pg_connect(g.cfg.pg_dsn, &perr);
     g.llm = pl_llm_client_new(&g.cfg, err, sizeof(err));
     g.http = curl_easy_init();
     int rc = 1;
-    if (!g.db || !g.llm || !g.http) {
-        fprintf(stderr, "pl-loadgen: %s\n", !g.db ? perr.message : err);
+    if (!g.llm || !g.http) {
+        fprintf(stderr, "pl-loadgen: %s\n", g.llm ? "cannot initialise libcurl" : err);
         goto out;
     }
     int64_t start = pl_now_ms(), next = start, last_report = start;
@@ -309,8 +416,6 @@ out:
     if (g.http)
         curl_easy_cleanup(g.http);
     pl_llm_client_free(g.llm);
-    if (g.db)
-        PQfinish(g.db);
     free(g.system);
     free(g.model);
     return rc;
