@@ -54,6 +54,7 @@ static void test_failing_json_answers_end_in_a_shipped_fix(void **state)
     pid_t lg = itest_spawn(argv, env, log);
     int st = itest_wait(lg, 60000);
     assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_true(itest_wait_file_contains(log, "150 requests sent, 0 failed, 0 LLM errors", 1000));
 
     /* poll until the fix is shipped */
     const char *p[1] = {t.project_id};

@@ -222,9 +222,11 @@ static int loadgen_live_prompt(struct loadgen *g)
     free(g->system);
     free(g->model);
     g->system = system;
+    /* a manifest without a model configuration gives "": the LLM client's default then */
     g->model = json_object_object_get_ex(prompt, "config", &config) &&
                        json_object_object_get_ex(config, "model", &model) &&
-                       json_object_is_type(model, json_type_string)
+                       json_object_is_type(model, json_type_string) &&
+                       json_object_get_string_len(model) > 0
                    ? strdup(json_object_get_string(model))
                    : NULL;
     g->fetched_at = pl_now_ms();
