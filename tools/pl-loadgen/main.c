@@ -30,12 +30,15 @@ static const char loadgen_usage[] =
     "  --requests N       stop after N requests (default 0: no limit)\n"
     "  --duration S       stop after S seconds (default 0: no limit)\n"
     "  --run-id ID        trace id prefix (default: random)\n"
+    "  --scenario NAME    what the users ask: support (default) or travel\n"
     "LLM settings come from PL_LLM_* (PL_LLM_BASE_URL, PL_LLM_API_KEY, ...) like the services'.\n";
 
-/* Customer questions around an order number (before, number, after). */
-static const struct {
+/* What the simulated users ask: questions around a number (before, number, after). */
+struct loadgen_question {
     const char *before, *after;
-} loadgen_questions[] = {
+};
+
+static const struct loadgen_question loadgen_support[] = {
     {"What is the status of order ", "?"},
     {"Can I return the jacket from order ", "? I bought it 20 days ago."},
     {"How long does shipping to Norway take for order ", "?"},
@@ -45,10 +48,28 @@ static const struct {
     {"Can I add a gift note to order ", "?"},
     {"Which payment methods can I use for order ", "?"},
 };
-#define LOADGEN_NQUESTIONS (sizeof(loadgen_questions) / sizeof(loadgen_questions[0]))
+
+static const struct loadgen_question loadgen_travel[] = {
+    {"Is flight ", " on time?"},
+    {"Can I change the seat on booking ", "?"},
+    {"How much luggage is included in fare ", "?"},
+    {"Can I cancel hotel reservation ", " for free?"},
+};
+
+static const struct {
+    const char *name;
+    const struct loadgen_question *questions;
+    size_t n;
+} loadgen_scenarios[] = {
+    {"support", loadgen_support, sizeof(loadgen_support) / sizeof(loadgen_support[0])},
+    {"travel", loadgen_travel, sizeof(loadgen_travel) / sizeof(loadgen_travel[0])},
+};
+#define LOADGEN_NSCENARIOS (sizeof(loadgen_scenarios) / sizeof(loadgen_scenarios[0]))
 
 struct loadgen {
     const char *api, *key, *project, *prompt, *run_id;
+    const struct loadgen_question *questions;
+    size_t nquestions;
     long long rate, requests, duration_s;
     struct pl_config cfg;
     struct pl_llm_client *llm;
@@ -273,9 +294,9 @@ static void loadgen_tick(struct loadgen *g, int n)
     struct pl_llm_call calls[100];
     for (int i = 0; i < n; i++) {
         long long k = g->sent + i;
-        size_t q = (size_t)(k % (long long)LOADGEN_NQUESTIONS);
-        snprintf(questions[i], sizeof(questions[i]), "%s%lld%s", loadgen_questions[q].before,
-                 1000 + k * 7 % 9000, loadgen_questions[q].after);
+        const struct loadgen_question *q = &g->questions[(size_t)k % g->nquestions];
+        snprintf(questions[i], sizeof(questions[i]), "%s%lld%s", q->before, 1000 + k * 7 % 9000,
+                 q->after);
         msgs[i][0] = (struct pl_llm_message){"system", g->system};
         msgs[i][1] = (struct pl_llm_message){"user", questions[i]};
         calls[i] = (struct pl_llm_call){
@@ -344,6 +365,16 @@ int main(int argc, char **argv)
     g.project = loadgen_opt(argc, argv, "--project", "PL_PROJECT_ID");
     g.prompt = loadgen_opt(argc, argv, "--prompt", NULL);
     g.run_id = loadgen_opt(argc, argv, "--run-id", NULL);
+    const char *scenario = loadgen_opt(argc, argv, "--scenario", NULL);
+    for (size_t i = 0; i < LOADGEN_NSCENARIOS; i++)
+        if (strcmp(loadgen_scenarios[i].name, scenario ? scenario : "support") == 0) {
+            g.questions = loadgen_scenarios[i].questions;
+            g.nquestions = loadgen_scenarios[i].n;
+        }
+    if (!g.questions) {
+        fprintf(stderr, "pl-loadgen: --scenario must be support or travel\n");
+        return 2;
+    }
     const char *rate = loadgen_opt(argc, argv, "--rate", NULL),
                *requests = loadgen_opt(argc, argv, "--requests", NULL),
                *duration = loadgen_opt(argc, argv, "--duration", NULL);
