@@ -399,15 +399,11 @@ static void prompts_create_tx(PGconn *conn, struct pl_http_response *res, const 
             registry_deploy(conn, tenant_id, actor, env, id, version_id, version, NULL, &err) != 0)
             goto out_db;
     }
-    const char *g[2] = {id, tenant_id};
-    if (registry_one(conn,
-                     "SELECT pl_prompt_json(p)::text FROM prompts p"
-                     " WHERE p.id = $1 AND p.tenant_id = $2",
-                     2, g, &json, &err) != 1 ||
-        pl_pg_exec(conn, "COMMIT", 0, NULL, &err) != 0)
+    if (registry_commit_answer(conn, res, 201,
+                               "SELECT pl_prompt_json(p)::text FROM prompts p"
+                               " WHERE p.id = $1 AND p.tenant_id = $2",
+                               id, tenant_id, &err) != 0)
         goto out_db;
-    api_json_owned(res, 201, json);
-    json = NULL;
     goto out;
 out_db:
     api_db_error(res, &err);
@@ -557,15 +553,11 @@ static void versions_create_tx(PGconn *conn, struct pl_http_response *res, const
     if (registry_version_add(conn, tenant_id, actor, prompt_id, manifest, alias, version_id,
                              &version, &err) != 0)
         goto out_db;
-    const char *g[2] = {version_id, tenant_id};
-    if (registry_one(conn,
-                     "SELECT pl_prompt_version_json(v)::text FROM prompt_versions v"
-                     " WHERE v.id = $1 AND v.tenant_id = $2",
-                     2, g, &json, &err) != 1 ||
-        pl_pg_exec(conn, "COMMIT", 0, NULL, &err) != 0)
+    if (registry_commit_answer(conn, res, 201,
+                               "SELECT pl_prompt_version_json(v)::text FROM prompt_versions v"
+                               " WHERE v.id = $1 AND v.tenant_id = $2",
+                               version_id, tenant_id, &err) != 0)
         goto out_db;
-    api_json_owned(res, 201, json);
-    json = NULL;
     goto out;
 out_db:
     api_db_error(res, &err);

@@ -448,14 +448,11 @@ static void tf_tags_tx(PGconn *conn, struct pl_http_response *res, const char *t
     json_object_object_add(d, "force", json_object_new_boolean(force));
     if (registry_audit(conn, tenant_id, actor, "prompt_version.tags", version_id, d, &err) != 0)
         goto out_db;
-    if (registry_one(conn,
-                     "SELECT " TF_VERSION_JSON " FROM prompt_versions v" TF_VERSION_JOINS
-                     " WHERE v.id = $1 AND v.tenant_id = $2",
-                     2, lp, &json, &err) != 1 ||
-        pl_pg_exec(conn, "COMMIT", 0, NULL, &err) != 0)
+    if (registry_commit_answer(conn, res, 200,
+                               "SELECT " TF_VERSION_JSON " FROM prompt_versions v" TF_VERSION_JOINS
+                               " WHERE v.id = $1 AND v.tenant_id = $2",
+                               version_id, tenant_id, &err) != 0)
         goto out_db;
-    api_json_owned(res, 200, json);
-    json = NULL;
     goto out;
 out_db:
     api_db_error(res, &err);

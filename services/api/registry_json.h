@@ -4,6 +4,7 @@
 #ifndef PL_API_REGISTRY_JSON_H
 #define PL_API_REGISTRY_JSON_H
 
+#include "api.h"
 #include "audit.h"
 #include "pg.h"
 
@@ -51,6 +52,35 @@ static inline int registry_begin(PGconn *conn, const char *tenant_id, struct pl_
     return pl_pg_exec(conn, "SELECT pg_advisory_xact_lock(hashtextextended($1, 42))", 1, p, err);
 }
 
+/* What a registry write reports when a row it just wrote cannot be read back (never expected;
+ * a 500 rather than a misleading 503). Overwritten by any real database error. */
+#define REGISTRY_NO_ROW                                                                            \
+    {                                                                                              \
+        "XX000", "row written in this transaction not found"                                       \
+    }
+
+/**
+ * @brief Ends a registry write: reads the written row back as JSON (sql takes $1 = the row's
+ *        id, $2 = the tenant), commits, and answers with status and that JSON.
+ * @returns 0, or -1 with err (nothing answered; the caller reports the database error).
+ */
+static inline int registry_commit_answer(PGconn *conn, struct pl_http_response *res, int status,
+                                         const char *sql, const char *id, const char *tenant_id,
+                                         struct pl_pg_error *err)
+{
+    const char *p[2] = {id, tenant_id};
+    char *json = NULL;
+    int found = registry_one(conn, sql, 2, p, &json, err);
+    if (found == 0)
+        *err = (struct pl_pg_error)REGISTRY_NO_ROW;
+    if (found != 1 || pl_pg_exec(conn, "COMMIT", 0, NULL, err) != 0) {
+        free(json);
+        return -1;
+    }
+    api_json_owned(res, status, json);
+    return 0;
+}
+
 /** @brief Ends a transaction still open without keeping anything (no-op after a COMMIT). */
 static inline void registry_rollback(PGconn *conn)
 {
@@ -58,13 +88,6 @@ static inline void registry_rollback(PGconn *conn)
     if (PQtransactionStatus(conn) != PQTRANS_IDLE)
         pl_pg_exec(conn, "ROLLBACK", 0, NULL, &ignored);
 }
-
-/* What a registry write reports when a row it just wrote cannot be read back (never expected;
- * a 500 rather than a misleading 503). Overwritten by any real database error. */
-#define REGISTRY_NO_ROW                                                                            \
-    {                                                                                              \
-        "XX000", "row written in this transaction not found"                                       \
-    }
 
 /**
  * @brief Appends an audit entry in the caller's transaction; detail is taken over (put).
