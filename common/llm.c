@@ -200,10 +200,8 @@ static size_t llm_on_header(char *data, size_t size, size_t nmemb, void *arg)
 
 static void llm_metric(const char *result)
 {
-    char labels[64];
-    snprintf(labels, sizeof(labels), "result=\"%s\"", result);
-    pl_metric_add(pl_metric_counter("pl_llm_requests_total", labels,
-                                    "LLM chat-completion attempts, by result"),
+    pl_metric_add(pl_metric_result_counter("pl_llm_requests_total", result,
+                                           "LLM chat-completion attempts, by result"),
                   1);
 }
 
@@ -234,7 +232,7 @@ static int llm_parse_reply(const char *body, size_t len, struct pl_llm_call *cal
                            size_t whysz)
 {
     char err[160];
-    json_object *o = pl_param_json_object(body, len, false, err, sizeof(err));
+    json_object *o = pl_json_object_parse(body, len, false, "it", err, sizeof(err));
     if (!o) {
         snprintf(why, whysz, "malformed reply: %s", err);
         return -1;

@@ -105,3 +105,10 @@ char *pl_metrics_render(void)
     fclose(f);
     return buf;
 }
+
+struct pl_metric *pl_metric_result_counter(const char *family, const char *result, const char *help)
+{
+    char labels[96];
+    snprintf(labels, sizeof(labels), "result=\"%s\"", result);
+    return pl_metric_counter(family, labels, help);
+}

@@ -15,6 +15,10 @@ struct pl_metric;
 struct pl_metric *pl_metric_counter(const char *family, const char *labels, const char *help);
 struct pl_metric *pl_metric_gauge(const char *family, const char *labels, const char *help);
 
+/** @brief The counter family{result="..."}: the usual outcome-by-result series. */
+struct pl_metric *pl_metric_result_counter(const char *family, const char *result,
+                                           const char *help);
+
 void pl_metric_add(struct pl_metric *m, int64_t n);
 void pl_metric_set(struct pl_metric *m, int64_t v);
 int64_t pl_metric_value(const struct pl_metric *m);

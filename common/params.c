@@ -24,19 +24,25 @@ int pl_param_int(const char *name, const char *value, long long def, long long m
 json_object *pl_param_json_object(const char *body, size_t len, bool allow_empty, char *err,
                                   size_t errsz)
 {
+    return pl_json_object_parse(body, len, allow_empty, "request body", err, errsz);
+}
+
+json_object *pl_json_object_parse(const char *body, size_t len, bool allow_empty, const char *what,
+                                  char *err, size_t errsz)
+{
     size_t i = 0;
     while (i < len && (body[i] == ' ' || body[i] == '\n' || body[i] == '\r' || body[i] == '\t'))
         i++;
     if (i == len) {
         if (allow_empty)
             return json_object_new_object();
-        snprintf(err, errsz, "request body must be a JSON object");
+        snprintf(err, errsz, "%s must be a JSON object", what);
         return NULL;
     }
     /* Only an object is acceptable: another JSON value is refused before parsing (json-c
      * cannot finish a bare top-level number without a terminator anyway). */
     if (strchr("[\"-0123456789", body[i])) {
-        snprintf(err, errsz, "request body must be a JSON object");
+        snprintf(err, errsz, "%s must be a JSON object", what);
         return NULL;
     }
     json_tokener *tok = json_tokener_new();
@@ -55,17 +61,17 @@ json_object *pl_param_json_object(const char *body, size_t len, bool allow_empty
      * others) is valid JSON, just not an object. */
     if (body[i] != '{' &&
         (jerr == json_tokener_continue || (jerr == json_tokener_success && !obj))) {
-        snprintf(err, errsz, "request body must be a JSON object");
+        snprintf(err, errsz, "%s must be a JSON object", what);
         return NULL;
     }
     if (!obj || jerr != json_tokener_success) {
-        snprintf(err, errsz, "request body is not valid JSON: %s",
+        snprintf(err, errsz, "%s is not valid JSON: %s", what,
                  jerr == json_tokener_continue ? "unexpected end" : json_tokener_error_desc(jerr));
         json_object_put(obj);
         return NULL;
     }
     if (end != len) {
-        snprintf(err, errsz, "request body has data after the JSON value");
+        snprintf(err, errsz, "%s has data after the JSON value", what);
         json_object_put(obj);
         return NULL;
     }

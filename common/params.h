@@ -22,6 +22,13 @@ int pl_param_int(const char *name, const char *value, long long def, long long m
 json_object *pl_param_json_object(const char *body, size_t len, bool allow_empty, char *err,
                                   size_t errsz);
 
+/**
+ * @brief The same strict parse for any text that must be one JSON object (an LLM reply, a
+ *        message); err names it as `what` ("reply must be a JSON object").
+ */
+json_object *pl_json_object_parse(const char *body, size_t len, bool allow_empty, const char *what,
+                                  char *err, size_t errsz);
+
 /** Field kinds for pl_param_check_fields. */
 enum pl_field_type {
     PL_FIELD_STRING,

@@ -186,3 +186,29 @@ char *pl_list_envelope(const char *items, const char *total, long long limit, lo
                  total, limit, offset);
     return s;
 }
+
+void pl_pg_array_item(FILE *f, const char *value, bool first)
+{
+    fputs(first ? "\"" : ",\"", f);
+    for (const char *c = value; *c; c++) {
+        if (*c == '"' || *c == '\\')
+            fputc('\\', f);
+        fputc(*c, f);
+    }
+    fputc('"', f);
+}
+
+char *pl_pg_text_array(const char *const *items, size_t n)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return NULL;
+    fputc('{', f);
+    for (size_t i = 0; i < n; i++)
+        pl_pg_array_item(f, items[i], i == 0);
+    fputc('}', f);
+    fclose(f);
+    return text;
+}

@@ -4,6 +4,7 @@
 
 #include <libpq-fe.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stddef.h>
 
 struct pl_pg_pool;
@@ -55,6 +56,18 @@ bool pl_pg_error_retryable(const struct pl_pg_error *err);
 
 /** @brief The integer in a result cell (0 when NULL); for columns the schema makes integers. */
 long long pl_pg_getll(const PGresult *res, int row, int col);
+
+/**
+ * @brief Writes one element of a Postgres array literal to f: double-quoted, with '"' and
+ *        '\\' escaped, preceded by ',' unless first. The caller writes the braces.
+ */
+void pl_pg_array_item(FILE *f, const char *value, bool first);
+
+/**
+ * @brief The Postgres text[] literal {"a","b"} of n strings. @returns a string the caller
+ *        frees (NULL: no memory).
+ */
+char *pl_pg_text_array(const char *const *items, size_t n);
 
 /**
  * @brief Builds the API list body {"items":[items],"total":N,"limit":L,"offset":O} from

@@ -4,36 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Builds a Postgres array literal {"a","b"} with every element quoted and escaped. */
-static char *trace_store_array(const char *const *items, int n)
-{
-    size_t cap = 3;
-    for (int i = 0; i < n; i++)
-        cap += 2 * strlen(items[i]) + 3;
-    char *s = malloc(cap), *p = s;
-    if (!s)
-        return NULL;
-    *p++ = '{';
-    for (int i = 0; i < n; i++) {
-        if (i)
-            *p++ = ',';
-        *p++ = '"';
-        for (const char *c = items[i]; *c; c++) {
-            if (*c == '"' || *c == '\\')
-                *p++ = '\\';
-            *p++ = *c;
-        }
-        *p++ = '"';
-    }
-    *p++ = '}';
-    *p = '\0';
-    return s;
-}
-
 int pl_trace_store_claim(PGconn *conn, const char *tenant_id, const char *project_id,
                          const char *const *ids, int n, bool *is_new, struct pl_pg_error *err)
 {
-    char *arr = trace_store_array(ids, n);
+    char *arr = pl_pg_text_array(ids, (size_t)n);
     if (!arr) {
         snprintf(err->message, sizeof(err->message), "out of memory");
         err->sqlstate[0] = '\0';

@@ -54,10 +54,8 @@ bad:
 
 static struct pl_metric *worker_counter(const char *result)
 {
-    char labels[48];
-    snprintf(labels, sizeof(labels), "result=\"%s\"", result);
-    return pl_metric_counter("pl_worker_messages_total", labels,
-                             "Messages handled by this stage, by result");
+    return pl_metric_result_counter("pl_worker_messages_total", result,
+                                    "Messages handled by this stage, by result");
 }
 
 /* Rewinds every partition of the batch to its first message there (transient failure). */

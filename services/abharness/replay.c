@@ -62,10 +62,9 @@ static void ab_items_free(struct ab_item *items, size_t n)
 
 static void ab_metric(const char *result)
 {
-    char labels[64];
-    snprintf(labels, sizeof(labels), "result=\"%s\"", result);
-    pl_metric_add(
-        pl_metric_counter("pl_abharness_runs_total", labels, "A/B runs finished, by outcome"), 1);
+    pl_metric_add(pl_metric_result_counter("pl_abharness_runs_total", result,
+                                           "A/B runs finished, by outcome"),
+                  1);
 }
 
 static int64_t ab_lock_key(const char *deployment_id)

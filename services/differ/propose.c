@@ -47,10 +47,8 @@ static void differ_context_free(struct differ_context *c)
 
 static void differ_metric(const char *result)
 {
-    char labels[64];
-    snprintf(labels, sizeof(labels), "result=\"%s\"", result);
-    pl_metric_add(pl_metric_counter("pl_differ_events_total", labels,
-                                    "Cluster events handled by the differ, by outcome"),
+    pl_metric_add(pl_metric_result_counter("pl_differ_events_total", result,
+                                           "Cluster events handled by the differ, by outcome"),
                   1);
 }
 
@@ -189,13 +187,7 @@ static int differ_load(PGconn *conn, const struct pl_config *cfg, const char *te
         differ_failure_reason(f, PQgetisnull(res, i, 3) ? NULL : PQgetvalue(res, i, 3),
                               PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4));
         fputs("\n\n", f);
-        fputs(i ? ",\"" : "\"", ids);
-        for (const char *q = PQgetvalue(res, i, 0); *q; q++) {
-            if (*q == '"' || *q == '\\')
-                fputc('\\', ids);
-            fputc(*q, ids);
-        }
-        fputc('"', ids);
+        pl_pg_array_item(ids, PQgetvalue(res, i, 0), i == 0);
     }
     fputc('}', ids);
     fclose(ids);
@@ -259,7 +251,7 @@ int pl_differ_check_reply(const char *reply, const char *current, size_t max_byt
 {
     *prompt = *rationale = NULL;
     char perr[160];
-    json_object *o = pl_param_json_object(reply, strlen(reply), false, perr, sizeof(perr));
+    json_object *o = pl_json_object_parse(reply, strlen(reply), false, "it", perr, sizeof(perr));
     if (!o) {
         snprintf(why, whysz, "reply is not a JSON object: %s", perr);
         return -1;

@@ -171,21 +171,15 @@ static int monitor_record(PGconn *conn, const struct observation *obs, size_t n,
     size_t len[4] = {0};
     char *arr[4] = {NULL};
     FILE *f[4];
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < 4; k++) {
         f[k] = open_memstream(&arr[k], &len[k]);
+        fputc('{', f[k]);
+    }
     for (size_t i = 0; i < n; i++) {
-        const char *sep = i ? "," : "{";
-        fprintf(f[0], "%s%s", sep, obs[i].w->id);
-        fputs(sep, f[1]);
-        fputc('"', f[1]);
-        for (const char *c = obs[i].trace_id; *c; c++) {
-            if (*c == '"' || *c == '\\')
-                fputc('\\', f[1]);
-            fputc(*c, f[1]);
-        }
-        fputc('"', f[1]);
-        fprintf(f[2], "%s%s", sep, obs[i].passed ? "t" : "f");
-        fprintf(f[3], "%s%s", sep, obs[i].w->tenant);
+        pl_pg_array_item(f[0], obs[i].w->id, i == 0);
+        pl_pg_array_item(f[1], obs[i].trace_id, i == 0);
+        pl_pg_array_item(f[2], obs[i].passed ? "t" : "f", i == 0);
+        pl_pg_array_item(f[3], obs[i].w->tenant, i == 0);
     }
     for (int k = 0; k < 4; k++) {
         fputc('}', f[k]);
