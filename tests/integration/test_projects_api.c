@@ -125,6 +125,10 @@ static void test_patch(void **state)
     check("PATCH", path, t.owner_key, "{\"cluster_min_size\":100001}", 422);
     check("PATCH", path, t.owner_key, "{\"cluster_min_size\":2.5}", 400);
     check("PATCH", path, t.owner_key, "{\"unknown\":true}", 400);
+    check("PATCH", path, t.owner_key, "{\"ab_alpha\":1.5}", 422);
+    check("PATCH", path, t.owner_key, "{\"ab_min_delta\":\"0.1\"}", 400);
+    check("PATCH", path, t.owner_key, "{\"regression_cusum_h\":0.5}", 422);
+    check("PATCH", path, t.owner_key, "{\"ab_guardrail_size\":-1}", 422);
     check("PATCH", path, t.owner_key, "{\"name\":\"checkout\"}", 409);
     check("PATCH", "/v1/projects/00000000-0000-0000-0000-000000000000", t.owner_key,
           "{\"cluster_min_size\":5}", 404);
@@ -148,6 +152,23 @@ static void test_patch(void **state)
                         1, p);
     assert_string_equal(n, "1");
     free(n);
+    itest_response_free(&r);
+    /* the A/B and monitor settings (SPEC 9, 10), with their defaults until changed */
+    r = call("PATCH", path, t.owner_key,
+             "{\"ab_min_delta\":0.1,\"ab_alpha\":0.01,\"ab_guardrail_tolerance\":0,"
+             "\"ab_holdout_size\":50,\"regression_cusum_h\":5.5,\"regression_window\":20}",
+             200);
+    assert_true(json_object_get_double(json_object_object_get(r.json, "ab_min_delta")) == 0.1);
+    assert_true(json_object_get_double(json_object_object_get(r.json, "ab_alpha")) == 0.01);
+    assert_true(json_object_get_double(json_object_object_get(r.json, "ab_guardrail_tolerance")) ==
+                0);
+    assert_int_equal(json_object_get_int(json_object_object_get(r.json, "ab_holdout_size")), 50);
+    assert_int_equal(json_object_get_int(json_object_object_get(r.json, "ab_guardrail_size")), 40);
+    assert_true(json_object_get_double(json_object_object_get(r.json, "regression_cusum_h")) ==
+                5.5);
+    assert_true(json_object_get_double(json_object_object_get(r.json, "regression_p1_drop")) ==
+                0.2);
+    assert_int_equal(json_object_get_int(json_object_object_get(r.json, "regression_window")), 20);
     itest_response_free(&r);
 }
 

@@ -342,6 +342,52 @@ static void test_fields_out_of_range(void **state)
     expect_fields("{\"delta\":18446744073709551615}", PL_FIELDS_UNPROCESSABLE, "delta");
 }
 
+static void test_fields_numbers(void **state)
+{
+    (void)state;
+    static const struct pl_field_rule num_rules[] = {
+        {"rate", PL_FIELD_FRACTION, 0, 0},
+        {"h", PL_FIELD_NUMBER, 1, 50},
+    };
+    static const struct {
+        const char *json;
+        enum pl_field_result want;
+        const char *err;
+    } cases[] = {
+        {"{\"rate\":0}", PL_FIELDS_OK, ""},
+        {"{\"rate\":1}", PL_FIELDS_OK, ""},
+        {"{\"rate\":0.05,\"h\":4.5}", PL_FIELDS_OK, ""},
+        {"{\"h\":50}", PL_FIELDS_OK, ""},
+        {"{\"rate\":1.01}", PL_FIELDS_UNPROCESSABLE, "rate must be between 0 and 1"},
+        {"{\"rate\":-0.1}", PL_FIELDS_UNPROCESSABLE, "rate must be between 0 and 1"},
+        {"{\"h\":0.5}", PL_FIELDS_UNPROCESSABLE, "h must be between 1 and 50"},
+        {"{\"h\":51}", PL_FIELDS_UNPROCESSABLE, "h must be between 1 and 50"},
+        {"{\"rate\":\"0.1\"}", PL_FIELDS_BAD_REQUEST, "rate must be a number"},
+        {"{\"h\":true}", PL_FIELDS_BAD_REQUEST, "h must be a number"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_object *o = json_tokener_parse(cases[i].json);
+        char err[256] = "";
+        enum pl_field_result r = pl_param_check_fields(o, num_rules, 2, err, sizeof(err));
+        json_object_put(o);
+        if (r != cases[i].want || strcmp(err, cases[i].err) != 0)
+            fail_msg("%s: result %d \"%s\", want %d \"%s\"", cases[i].json, r, err, cases[i].want,
+                     cases[i].err);
+    }
+}
+
+static void test_json_names_what_it_parses(void **state)
+{
+    (void)state;
+    char err[256];
+    assert_null(pl_json_object_parse("[1]", 3, false, "reply", err, sizeof(err)));
+    assert_string_equal(err, "reply must be a JSON object");
+    assert_null(pl_json_object_parse("{\"a\":", 5, false, "reply", err, sizeof(err)));
+    assert_string_equal(err, "reply is not valid JSON: unexpected end");
+    assert_null(pl_json_object_parse("{} x", 4, false, "reply", err, sizeof(err)));
+    assert_string_equal(err, "reply has data after the JSON value");
+}
+
 static void test_fields_string_length(void **state)
 {
     (void)state;
@@ -503,6 +549,8 @@ int main(void)
         cmocka_unit_test(test_fields_unknown),
         cmocka_unit_test(test_fields_wrong_type),
         cmocka_unit_test(test_fields_out_of_range),
+        cmocka_unit_test(test_fields_numbers),
+        cmocka_unit_test(test_json_names_what_it_parses),
         cmocka_unit_test(test_fields_string_length),
         cmocka_unit_test(test_fields_first_error_wins_per_member),
         cmocka_unit_test(test_parse_ll),
