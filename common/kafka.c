@@ -260,7 +260,10 @@ struct pl_consumer *pl_consumer_new(const char *brokers, const char *group,
         kafka_conf_set(conf, "auto.offset.reset", "earliest", err, errsz) ||
         kafka_conf_set(conf, "partition.assignment.strategy", "range", err, errsz) ||
         kafka_conf_set(conf, "session.timeout.ms", session, err, errsz) ||
-        kafka_conf_set(conf, "enable.partition.eof", "false", err, errsz)) {
+        kafka_conf_set(conf, "enable.partition.eof", "false", err, errsz) ||
+        /* A fetch of an empty partition waits this long; a broker that does not answer as soon
+         * as data arrives (librdkafka's mock cluster) would otherwise add up to 500 ms. */
+        kafka_conf_set(conf, "fetch.wait.max.ms", "100", err, errsz)) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
