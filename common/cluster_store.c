@@ -7,18 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* COPY is several times cheaper than parsing the batch as one JSON parameter; the staging
- * table lets ON CONFLICT keep the insert idempotent, which COPY alone cannot. */
-static int cluster_store_copy_traces(PGconn *conn, const char *rows, size_t len,
-                                     struct pl_pg_error *err)
+/* Streams COPY text rows into the table and columns COPY names. */
+static int cluster_store_copy(PGconn *conn, const char *copy, const char *rows, size_t len,
+                              struct pl_pg_error *err)
 {
-    if (pl_pg_exec(conn,
-                   "CREATE TEMP TABLE IF NOT EXISTS pl_trace_stage (LIKE traces INCLUDING DEFAULTS)"
-                   " ON COMMIT DELETE ROWS",
-                   0, NULL, err) != 0)
-        return -1;
-    PGresult *res =
-        PQexec(conn, "COPY pl_trace_stage (" PL_CLUSTER_STORE_TRACE_COLUMNS ") FROM STDIN");
+    PGresult *res = PQexec(conn, copy);
     int rc = PQresultStatus(res) == PGRES_COPY_IN ? 0 : -1;
     PQclear(res);
     if (rc == 0 && (PQputCopyData(conn, rows, (int)len) != 1 || PQputCopyEnd(conn, NULL) != 1))
@@ -34,11 +27,39 @@ static int cluster_store_copy_traces(PGconn *conn, const char *rows, size_t len,
         }
         PQclear(res);
     }
-    if (rc != 0) {
-        if (!err->message[0])
-            snprintf(err->message, sizeof(err->message), "%s", PQerrorMessage(conn));
+    if (rc != 0 && !err->message[0])
+        snprintf(err->message, sizeof(err->message), "%s", PQerrorMessage(conn));
+    return rc;
+}
+
+/*
+ * COPY is several times cheaper than parsing the batch as one JSON parameter. The common case
+ * (no trace of the batch stored before) is one COPY straight into traces. A replayed or
+ * duplicated trace makes that COPY fail as a whole with a unique violation: the savepoint
+ * undoes it and the batch goes through a staging table, whose ON CONFLICT keeps the insert
+ * idempotent, which COPY alone cannot.
+ */
+static int cluster_store_copy_traces(PGconn *conn, const char *rows, size_t len,
+                                     struct pl_pg_error *err)
+{
+    if (pl_pg_exec(conn, "SAVEPOINT pl_traces_copy", 0, NULL, err) != 0)
         return -1;
-    }
+    if (cluster_store_copy(conn, "COPY traces (" PL_CLUSTER_STORE_TRACE_COLUMNS ") FROM STDIN",
+                           rows, len, err) == 0)
+        return pl_pg_exec(conn, "RELEASE SAVEPOINT pl_traces_copy", 0, NULL, err);
+    if (strcmp(err->sqlstate, "23505") != 0)
+        return -1;
+    pl_debug("cluster store: the batch holds stored traces; inserting with ON CONFLICT");
+    err->message[0] = '\0';
+    if (pl_pg_exec(conn, "ROLLBACK TO SAVEPOINT pl_traces_copy", 0, NULL, err) != 0 ||
+        pl_pg_exec(conn,
+                   "CREATE TEMP TABLE IF NOT EXISTS pl_trace_stage (LIKE traces INCLUDING DEFAULTS)"
+                   " ON COMMIT DELETE ROWS",
+                   0, NULL, err) != 0 ||
+        cluster_store_copy(conn,
+                           "COPY pl_trace_stage (" PL_CLUSTER_STORE_TRACE_COLUMNS ") FROM STDIN",
+                           rows, len, err) != 0)
+        return -1;
     return pl_pg_exec(conn,
                       "INSERT INTO traces (" PL_CLUSTER_STORE_TRACE_COLUMNS ")"
                       " SELECT " PL_CLUSTER_STORE_TRACE_COLUMNS " FROM pl_trace_stage"
@@ -46,60 +67,270 @@ static int cluster_store_copy_traces(PGconn *conn, const char *rows, size_t len,
                       0, NULL, err);
 }
 
-int pl_cluster_store_batch(PGconn *conn, const char *traces_copy, size_t traces_len,
-                           const char *failures_json, int grouping_version,
-                           const char *clusters_topic, struct pl_pg_error *err)
+static int cluster_failure_cmp(const void *a, const void *b)
 {
-    int64_t t0 = pl_now_ms();
-    err->message[0] = '\0';
-    if (cluster_store_copy_traces(conn, traces_copy, traces_len, err) != 0)
-        return -1;
+    const struct pl_cluster_failure *x = a, *y = b;
+    int c = strcmp(x->project_id, y->project_id);
+    if (!c)
+        c = strcmp(x->signature, y->signature);
+    return c ? c : strcmp(x->trace_id, y->trace_id);
+}
 
-    int64_t t1 = pl_now_ms();
+/* Orders two of the envelopes' timestamps (YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z, checked by the
+ * detector): the seconds compare as text, the fractions as numbers. */
+static int cluster_seen_cmp(const char *a, const char *b)
+{
+    int c = strncmp(a, b, 19);
+    if (c)
+        return c;
+    long fa = 0, fb = 0;
+    int da = 0, db = 0;
+    for (const char *p = a[19] == '.' ? a + 20 : a + 19; *p >= '0' && *p <= '9'; p++, da++)
+        fa = fa * 10 + (*p - '0');
+    for (const char *p = b[19] == '.' ? b + 20 : b + 19; *p >= '0' && *p <= '9'; p++, db++)
+        fb = fb * 10 + (*p - '0');
+    for (; da < 6; da++)
+        fa *= 10;
+    for (; db < 6; db++)
+        fb *= 10;
+    return (fa > fb) - (fa < fb);
+}
+
+/* The failures of one cluster: a run of the sorted array. */
+struct cluster_group {
+    size_t first, n; /* the run */
+    size_t members;  /* distinct traces */
+    const char *min_seen, *max_seen;
+    char id[37]; /* failure_clusters.id */
+};
+
+/* Creates or widens the batch's clusters (ordered by key, so that concurrent detectors lock
+ * them in the same order) and fills each group's cluster id. */
+static int cluster_store_upsert(PGconn *conn, const struct pl_cluster_failure *f,
+                                struct cluster_group *g, size_t ng, int grouping_version,
+                                struct pl_pg_error *err)
+{
+    const char **cols[7];
+    for (int c = 0; c < 7; c++)
+        if (!(cols[c] = calloc(ng, sizeof(char *)))) {
+            while (c-- > 0)
+                free(cols[c]);
+            snprintf(err->message, sizeof(err->message), "out of memory");
+            return -1;
+        }
+    for (size_t i = 0; i < ng; i++) {
+        const struct pl_cluster_failure *x = &f[g[i].first];
+        cols[0][i] = x->tenant_id;
+        cols[1][i] = x->project_id;
+        cols[2][i] = x->signature;
+        cols[3][i] = x->template;
+        cols[4][i] = x->error_type;
+        cols[5][i] = g[i].min_seen;
+        cols[6][i] = g[i].max_seen;
+    }
+    char *arrays[7] = {0};
     char gv[16];
     snprintf(gv, sizeof(gv), "%d", grouping_version);
-    const char *p2[2] = {failures_json, gv};
-    /* Sorted by key so that concurrent detectors lock clusters in the same order. */
-    if (pl_pg_exec(
-            conn,
-            "INSERT INTO failure_clusters (tenant_id, project_id, signature, template, error_type,"
-            " count, first_seen, last_seen, grouping_version)"
-            " SELECT tenant_id, project_id, signature, min(template), min(error_type), 0,"
-            "  min(seen_at), max(seen_at), $2::int"
-            " FROM jsonb_to_recordset($1::jsonb) AS f(tenant_id uuid, project_id uuid,"
-            "  signature text, template text, error_type text, seen_at timestamptz)"
-            " GROUP BY tenant_id, project_id, signature ORDER BY project_id, signature"
-            " ON CONFLICT (project_id, signature) DO UPDATE SET"
-            "  first_seen = least(failure_clusters.first_seen, EXCLUDED.first_seen),"
-            "  last_seen = greatest(failure_clusters.last_seen, EXCLUDED.last_seen)",
-            2, p2, err) != 0)
-        return -1;
+    int rc = -1;
+    for (int c = 0; c < 7; c++)
+        if (!(arrays[c] = pl_pg_text_array(cols[c], ng)))
+            goto out;
+    const char *params[8] = {arrays[0], arrays[1], arrays[2], arrays[3],
+                             arrays[4], arrays[5], arrays[6], gv};
+    PGresult *res = pl_pg_query(
+        conn,
+        "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[],"
+        "   $5::text[], $6::timestamptz[], $7::timestamptz[]) WITH ORDINALITY"
+        "   AS u(tenant_id, project_id, signature, template, error_type, first_seen, last_seen, "
+        "i)),"
+        " c AS (INSERT INTO failure_clusters (tenant_id, project_id, signature, template,"
+        "   error_type, count, first_seen, last_seen, grouping_version)"
+        "   SELECT tenant_id, project_id, signature, template, error_type, 0, first_seen,"
+        "   last_seen, $8::int FROM u ORDER BY project_id, signature"
+        "   ON CONFLICT (project_id, signature) DO UPDATE SET"
+        "   first_seen = least(failure_clusters.first_seen, EXCLUDED.first_seen),"
+        "   last_seen = greatest(failure_clusters.last_seen, EXCLUDED.last_seen)"
+        "   RETURNING id, project_id, signature)"
+        " SELECT u.i, c.id FROM c JOIN u USING (project_id, signature)",
+        8, params, err);
+    if (!res)
+        goto out;
+    for (int r = 0; r < PQntuples(res); r++) {
+        long long i = pl_pg_getll(res, r, 0);
+        if (i >= 1 && (size_t)i <= ng)
+            snprintf(g[i - 1].id, sizeof(g[i - 1].id), "%s", PQgetvalue(res, r, 1));
+    }
+    rc = PQntuples(res) == (int)ng ? 0 : -1;
+    if (rc)
+        snprintf(err->message, sizeof(err->message), "cluster upsert returned %d of %zu rows",
+                 PQntuples(res), ng);
+    PQclear(res);
+out:
+    for (int c = 0; c < 7; c++) {
+        free(arrays[c]);
+        free(cols[c]);
+    }
+    return rc;
+}
 
-    int64_t t2 = pl_now_ms();
-    /* Members first; counts grow by the members that were new, so replays add nothing. */
-    const char *p3[1] = {failures_json};
-    if (pl_pg_exec(conn,
-                   "WITH f AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS f(tenant_id uuid,"
-                   "   project_id uuid, trace_id text, signature text)),"
-                   " m AS (INSERT INTO cluster_members (cluster_id, trace_id, tenant_id)"
-                   "   SELECT DISTINCT c.id, f.trace_id, f.tenant_id FROM f JOIN failure_clusters c"
-                   "   ON c.project_id = f.project_id AND c.signature = f.signature"
+/* Adds the members and raises each cluster's count by its new members: one COPY when none is
+ * stored yet, else (a replay) an insert that skips the stored ones and counts the rest. */
+static int cluster_store_members(PGconn *conn, const struct pl_cluster_failure *f,
+                                 const struct cluster_group *g, size_t ng, struct pl_pg_error *err)
+{
+    char *rows = NULL, *ids = NULL, *ns = NULL, *m_cluster = NULL, *m_trace = NULL,
+         *m_tenant = NULL;
+    size_t rows_len = 0, ids_len = 0, ns_len = 0, l1 = 0, l2 = 0, l3 = 0;
+    FILE *copy = open_memstream(&rows, &rows_len), *fi = open_memstream(&ids, &ids_len),
+         *fn = open_memstream(&ns, &ns_len), *mc = open_memstream(&m_cluster, &l1),
+         *mt = open_memstream(&m_trace, &l2), *mn = open_memstream(&m_tenant, &l3);
+    int rc = -1;
+    if (!copy || !fi || !fn || !mc || !mt || !mn) {
+        snprintf(err->message, sizeof(err->message), "out of memory");
+        goto out;
+    }
+    fputc('{', fi);
+    fputc('{', fn);
+    fputc('{', mc);
+    fputc('{', mt);
+    fputc('{', mn);
+    bool first_member = true;
+    for (size_t i = 0; i < ng; i++) {
+        fprintf(fi, "%s%s", i ? "," : "", g[i].id);
+        fprintf(fn, "%s%zu", i ? "," : "", g[i].members);
+        for (size_t k = g[i].first; k < g[i].first + g[i].n; k++) {
+            if (k > g[i].first && strcmp(f[k].trace_id, f[k - 1].trace_id) == 0)
+                continue; /* one trace, two failures with one signature */
+            pl_pg_copy_text(copy, g[i].id, false);
+            pl_pg_copy_text(copy, f[k].trace_id, false);
+            pl_pg_copy_text(copy, f[k].tenant_id, true);
+            fprintf(mc, "%s%s", first_member ? "" : ",", g[i].id);
+            pl_pg_array_item(mt, f[k].trace_id, first_member);
+            fprintf(mn, "%s%s", first_member ? "" : ",", f[k].tenant_id);
+            first_member = false;
+        }
+    }
+    fputc('}', fi);
+    fputc('}', fn);
+    fputc('}', mc);
+    fputc('}', mt);
+    fputc('}', mn);
+    fclose(copy);
+    fclose(fi);
+    fclose(fn);
+    fclose(mc);
+    fclose(mt);
+    fclose(mn);
+    copy = fi = fn = mc = mt = mn = NULL;
+
+    if (pl_pg_exec(conn, "SAVEPOINT pl_members_copy", 0, NULL, err) != 0)
+        goto out;
+    if (cluster_store_copy(conn,
+                           "COPY cluster_members (cluster_id, trace_id, tenant_id) FROM STDIN",
+                           rows, rows_len, err) == 0) {
+        const char *p[2] = {ids, ns};
+        rc = pl_pg_exec(conn, "RELEASE SAVEPOINT pl_members_copy", 0, NULL, err) != 0 ||
+                     pl_pg_exec(conn,
+                                "UPDATE failure_clusters c SET count = c.count + u.n"
+                                " FROM unnest($1::uuid[], $2::int[]) AS u(id, n) WHERE c.id = u.id",
+                                2, p, err) != 0
+                 ? -1
+                 : 0;
+        goto out;
+    }
+    if (strcmp(err->sqlstate, "23505") != 0)
+        goto out;
+    err->message[0] = '\0';
+    const char *p[3] = {m_cluster, m_trace, m_tenant};
+    if (pl_pg_exec(conn, "ROLLBACK TO SAVEPOINT pl_members_copy", 0, NULL, err) != 0 ||
+        pl_pg_exec(conn,
+                   "WITH m AS (INSERT INTO cluster_members (cluster_id, trace_id, tenant_id)"
+                   "   SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[])"
                    "   ON CONFLICT DO NOTHING RETURNING cluster_id)"
                    " UPDATE failure_clusters c SET count = c.count + n.n"
                    " FROM (SELECT cluster_id, count(*) AS n FROM m GROUP BY cluster_id) n"
                    " WHERE c.id = n.cluster_id",
-                   1, p3, err) != 0)
+                   3, p, err) != 0)
+        goto out;
+    rc = 0;
+out:;
+    FILE *files[] = {copy, fi, fn, mc, mt, mn};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+        if (files[i])
+            fclose(files[i]);
+    free(rows);
+    free(ids);
+    free(ns);
+    free(m_cluster);
+    free(m_trace);
+    free(m_tenant);
+    return rc;
+}
+
+int pl_cluster_store_batch(PGconn *conn, const char *traces_copy, size_t traces_len,
+                           struct pl_cluster_failure *failures, size_t nfailures,
+                           int grouping_version, const char *clusters_topic,
+                           struct pl_pg_error *err)
+{
+    int64_t t0 = pl_now_ms();
+    err->message[0] = '\0';
+    err->sqlstate[0] = '\0';
+    if (cluster_store_copy_traces(conn, traces_copy, traces_len, err) != 0)
         return -1;
+    if (nfailures == 0)
+        return 0;
+
+    int64_t t1 = pl_now_ms();
+    qsort(failures, nfailures, sizeof(*failures), cluster_failure_cmp);
+    struct cluster_group *groups = calloc(nfailures, sizeof(*groups));
+    if (!groups) {
+        snprintf(err->message, sizeof(err->message), "out of memory");
+        return -1;
+    }
+    size_t ng = 0;
+    for (size_t i = 0; i < nfailures; i++) {
+        const struct pl_cluster_failure *x = &failures[i];
+        struct cluster_group *g = ng ? &groups[ng - 1] : NULL;
+        if (!g || strcmp(failures[g->first].project_id, x->project_id) != 0 ||
+            strcmp(failures[g->first].signature, x->signature) != 0) {
+            g = &groups[ng++];
+            *g = (struct cluster_group){.first = i, .min_seen = x->seen_at, .max_seen = x->seen_at};
+        } else if (strcmp(failures[i - 1].trace_id, x->trace_id) == 0) {
+            g->n++;
+            continue;
+        }
+        if (g->n++ > 0) {
+            if (cluster_seen_cmp(x->seen_at, g->min_seen) < 0)
+                g->min_seen = x->seen_at;
+            if (cluster_seen_cmp(x->seen_at, g->max_seen) > 0)
+                g->max_seen = x->seen_at;
+        }
+        g->members++;
+    }
+    int events = -1;
+    PGresult *res = NULL;
+    char *ids = NULL;
+    size_t ids_len = 0;
+    if (cluster_store_upsert(conn, failures, groups, ng, grouping_version, err) != 0)
+        goto out;
+    int64_t t2 = pl_now_ms();
+    if (cluster_store_members(conn, failures, groups, ng, err) != 0)
+        goto out;
 
     int64_t t3 = pl_now_ms();
-    const char *p4[2] = {failures_json, clusters_topic};
-    PGresult *res = pl_pg_query(
+    FILE *fi = open_memstream(&ids, &ids_len);
+    if (!fi)
+        goto out;
+    fputc('{', fi);
+    for (size_t i = 0; i < ng; i++)
+        fprintf(fi, "%s%s", i ? "," : "", groups[i].id);
+    fputc('}', fi);
+    fclose(fi);
+    const char *p4[2] = {ids, clusters_topic};
+    res = pl_pg_query(
         conn,
-        "WITH touched AS (SELECT DISTINCT project_id, signature FROM"
-        "   jsonb_to_recordset($1::jsonb) AS f(project_id uuid, signature text)),"
-        " crossed AS (UPDATE failure_clusters c SET threshold_reached_at = c.last_seen"
-        "   FROM touched t, projects p WHERE c.project_id = t.project_id"
-        "   AND c.signature = t.signature AND p.id = c.project_id"
+        "WITH crossed AS (UPDATE failure_clusters c SET threshold_reached_at = c.last_seen"
+        "   FROM projects p WHERE c.id = ANY($1::uuid[]) AND p.id = c.project_id"
         "   AND c.threshold_reached_at IS NULL AND c.count >= p.cluster_min_size"
         "   RETURNING c.id, c.tenant_id, c.project_id, c.signature, c.count)"
         " INSERT INTO outbox (topic, key, payload)"
@@ -108,12 +339,16 @@ int pl_cluster_store_batch(PGconn *conn, const char *traces_copy, size_t traces_
         " FROM crossed RETURNING id",
         2, p4, err);
     if (!res)
-        return -1;
-    int events = PQntuples(res);
-    PQclear(res);
-    pl_debug("cluster store: traces %lld ms, clusters %lld ms, members %lld ms, threshold %lld ms",
-             (long long)(t1 - t0), (long long)(t2 - t1), (long long)(t3 - t2),
+        goto out;
+    events = PQntuples(res);
+    pl_debug("cluster store: traces %lld ms, %zu clusters %lld ms, members %lld ms,"
+             " threshold %lld ms",
+             (long long)(t1 - t0), ng, (long long)(t2 - t1), (long long)(t3 - t2),
              (long long)(pl_now_ms() - t3));
+out:
+    PQclear(res);
+    free(ids);
+    free(groups);
     return events;
 }
 

@@ -4,29 +4,38 @@
 #define PL_CLUSTER_STORE_H
 
 #include "pg.h"
+#include "template.h"
 
-/**
- * @brief Stores one batch in the caller's open transaction, idempotently (a replayed batch
- *        changes nothing):
- *        - traces_copy: the traces as COPY text rows (see PL_CLUSTER_STORE_TRACE_COLUMNS),
- *          copied into a per-connection staging table and inserted from there; traces
- *          already stored (same project and id) are left as they are;
- *        - failures_json: JSON array of {tenant_id, project_id, trace_id, signature, template,
- *          error_type, seen_at}: clusters are created or widened (first/last seen), members
- *          added once, counts raised by the new members only;
- *        - a cluster whose count first reaches cluster_min_size gets one event on
- *          clusters_topic through the outbox.
- * @returns the number of threshold events written, or -1 with err filled.
- */
 /** The columns, in order, of each COPY text row given to pl_cluster_store_batch. */
 #define PL_CLUSTER_STORE_TRACE_COLUMNS                                                             \
     "tenant_id, project_id, id, external_id, name, model, input, output, error, spans, events,"    \
     " tags, metadata, latency_ms, cost, eval, eval_scores, prompt_name, prompt_version,"           \
     " created_at, received_at"
 
+/** One failure of a batch: a trace that errored or failed a rule, and its signature. */
+struct pl_cluster_failure {
+    const char *tenant_id, *project_id, *trace_id; /* borrowed from the batch */
+    const char *seen_at;                           /* ISO-8601 UTC, borrowed */
+    char signature[PL_SIGNATURE_SIZE];
+    char error_type[160];
+    char template[1024];
+};
+
+/**
+ * @brief Stores one batch in the caller's open transaction, idempotently (a replayed batch
+ *        changes nothing):
+ *        - traces_copy: the traces as COPY text rows (see PL_CLUSTER_STORE_TRACE_COLUMNS);
+ *          traces already stored (same project and id) are left as they are;
+ *        - failures (sorted here): clusters are created or widened (first/last seen), members
+ *          added once, counts raised by the new members only;
+ *        - a cluster whose count first reaches cluster_min_size gets one event on
+ *          clusters_topic through the outbox.
+ * @returns the number of threshold events written, or -1 with err filled.
+ */
 int pl_cluster_store_batch(PGconn *conn, const char *traces_copy, size_t traces_len,
-                           const char *failures_json, int grouping_version,
-                           const char *clusters_topic, struct pl_pg_error *err);
+                           struct pl_cluster_failure *failures, size_t nfailures,
+                           int grouping_version, const char *clusters_topic,
+                           struct pl_pg_error *err);
 
 /**
  * @brief The API body {clusters:[{signature, error_message, error_type, count, first_seen,

@@ -64,6 +64,12 @@ long long pl_pg_getll(const PGresult *res, int row, int col);
 void pl_pg_array_item(FILE *f, const char *value, bool first);
 
 /**
+ * @brief Writes one field of a COPY text row to f: \\N for NULL, backslash, tab, newline and
+ *        CR escaped, then a tab (or a newline when last).
+ */
+void pl_pg_copy_text(FILE *f, const char *value, bool last);
+
+/**
  * @brief The Postgres text[] literal {"a","b"} of n strings. @returns a string the caller
  *        frees (NULL: no memory).
  */

@@ -93,7 +93,7 @@ static int trace_check_object(json_object *obj, const struct trace_field *fields
     json_object_object_foreach(obj, key, val)
     {
         const struct trace_field *f = NULL;
-        for (size_t i = 0; i < nfields; i++)
+        for (size_t i = 0; i < nfields && !f; i++)
             if (strcmp(fields[i].name, key) == 0)
                 f = &fields[i];
         if (!f) {

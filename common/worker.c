@@ -5,6 +5,7 @@
 #include "util.h"
 
 #include <json-c/json.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,13 +17,19 @@ json_object *pl_worker_parse_event(const rd_kafka_message_t *msg, const char *co
         snprintf(reason, reasonsz, "empty message");
         return NULL;
     }
-    json_tokener *tok = json_tokener_new();
+    /* One tokener per thread: a new one per message (a 1 KiB allocation among many small
+     * frees) made glibc consolidate its free lists for every message. */
+    static _Thread_local json_tokener *tok;
+    if (!tok && !(tok = json_tokener_new())) {
+        snprintf(reason, reasonsz, "out of memory");
+        return NULL;
+    }
+    json_tokener_reset(tok);
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS |
                                     JSON_TOKENER_VALIDATE_UTF8);
     json_object *obj = json_tokener_parse_ex(tok, msg->payload, (int)msg->len);
     enum json_tokener_error jerr = json_tokener_get_error(tok);
     size_t used = json_tokener_get_parse_end(tok);
-    json_tokener_free(tok);
     if (!obj || jerr != json_tokener_success || used != msg->len) {
         snprintf(reason, reasonsz, "payload is not valid JSON: %s",
                  obj ? "trailing data" : json_tokener_error_desc(jerr));
@@ -92,9 +99,75 @@ static size_t worker_gather(struct pl_consumer *c, struct pl_worker_item *items,
     return n;
 }
 
-int pl_worker_run_batch(struct pl_service *svc, const char *const *topics,
-                        pl_worker_batch_handler handler, void *arg, size_t max_batch,
-                        int max_wait_ms)
+/* One gathered batch on its way through prepare and store. */
+struct worker_batch {
+    struct pl_worker_item *items;
+    size_t n;
+    void *state; /* from prepare; NULL: the batch is retried */
+    enum pl_handle_result result;
+    pthread_t thread;
+    bool threaded; /* store runs on thread */
+    bool storing;  /* stored but not settled */
+    struct pl_service *svc;
+    const struct pl_worker_stages *stages;
+    void *arg;
+};
+
+static void *worker_store_thread(void *p)
+{
+    struct worker_batch *b = p;
+    b->result = b->state ? b->stages->store(b->svc, b->state, b->arg) : PL_HANDLE_RETRY;
+    return NULL;
+}
+
+/* Drops a batch's state and messages. */
+static void worker_batch_clear(struct worker_batch *b)
+{
+    if (b->state && b->stages->release)
+        b->stages->release(b->state);
+    b->state = NULL;
+    for (size_t i = 0; i < b->n; i++)
+        rd_kafka_message_destroy((rd_kafka_message_t *)b->items[i].msg);
+    b->n = 0;
+}
+
+/* After a batch's store: dead-letters its bad items and stores its offsets. Returns false when
+ * the batch must be delivered again (the caller rewinds it). */
+static bool worker_settle(struct worker_batch *b, struct pl_consumer *c)
+{
+    struct pl_service *svc = b->svc;
+    char err[512];
+    enum pl_handle_result r = b->result;
+    for (size_t i = 0; r != PL_HANDLE_RETRY && i < b->n; i++) {
+        if (b->items[i].result != PL_HANDLE_DLQ)
+            continue;
+        const rd_kafka_message_t *msg = b->items[i].msg;
+        pl_warn("dead-lettering %s[%d]@%lld: %s", rd_kafka_topic_name(msg->rkt), msg->partition,
+                (long long)msg->offset, b->items[i].reason);
+        if (pl_kafka_dlq_send(svc->producer, svc->cfg.kafka_topic_dlq, msg, b->items[i].reason, err,
+                              sizeof(err)) != 0) {
+            /* The batch's database work is idempotent: doing it again is harmless. */
+            pl_warn("dead-letter failed, will retry: %s", err);
+            r = PL_HANDLE_RETRY;
+        }
+    }
+    if (r == PL_HANDLE_RETRY)
+        return false;
+    static struct pl_metric *m_ok, *m_dlq;
+    if (!m_ok) {
+        m_ok = worker_counter("handled");
+        m_dlq = worker_counter("dead_lettered");
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        pl_metric_add(b->items[i].result == PL_HANDLE_DLQ ? m_dlq : m_ok, 1);
+        pl_consumer_store(c, b->items[i].msg);
+    }
+    return true;
+}
+
+int pl_worker_run_stages(struct pl_service *svc, const char *const *topics,
+                         const struct pl_worker_stages *stages, void *arg, size_t max_batch,
+                         int max_wait_ms)
 {
     char err[512];
     struct pl_consumer *c = pl_consumer_new(svc->cfg.kafka_brokers, svc->cfg.kafka_group_id, topics,
@@ -103,54 +176,99 @@ int pl_worker_run_batch(struct pl_service *svc, const char *const *topics,
         pl_error("consumer: %s", err);
         return -1;
     }
-    struct pl_worker_item *items = calloc(max_batch, sizeof(*items));
-    if (!items) {
+    struct worker_batch batches[2];
+    for (int i = 0; i < 2; i++)
+        batches[i] =
+            (struct worker_batch){.items = calloc(max_batch, sizeof(struct pl_worker_item)),
+                                  .svc = svc,
+                                  .stages = stages,
+                                  .arg = arg};
+    if (!batches[0].items || !batches[1].items) {
+        free(batches[0].items);
+        free(batches[1].items);
         pl_consumer_close(c);
         return -1;
     }
     pl_info("joined group %s", svc->cfg.kafka_group_id);
-    struct pl_metric *m_ok = worker_counter("handled"), *m_dlq = worker_counter("dead_lettered"),
-                     *m_retry = worker_counter("retried");
+    struct pl_metric *m_retry = worker_counter("retried");
+    struct worker_batch *stored = &batches[0], *next = &batches[1];
     int backoff = 100;
-    while (pl_running) {
-        size_t n = worker_gather(c, items, max_batch, max_wait_ms);
-        if (n == 0)
+    /* While one batch is being stored (its own thread), the next is gathered and prepared;
+     * batches are stored one after the other, in order, and settled in that order. */
+    while (pl_running || stored->storing) {
+        next->n = pl_running ? worker_gather(c, next->items, max_batch, max_wait_ms) : 0;
+        if (next->n > 0)
+            next->state = stages->prepare(svc, next->items, next->n, arg);
+        if (stored->storing) {
+            if (stored->threaded)
+                pthread_join(stored->thread, NULL);
+            stored->storing = false;
+            if (!worker_settle(stored, c)) {
+                pl_warn("retrying %zu message(s) in %d ms: %s", stored->n + next->n, backoff,
+                        stored->items[0].reason[0] ? stored->items[0].reason : "transient failure");
+                pl_metric_add(m_retry, (int64_t)(stored->n + next->n));
+                /* The next batch follows the stored one in its partitions: rewinding the
+                 * stored batch last puts shared partitions back to its (earlier) offsets. */
+                worker_rewind(c, next->items, next->n);
+                worker_rewind(c, stored->items, stored->n);
+                worker_batch_clear(next);
+                pl_sleep_ms(backoff);
+                backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
+            } else {
+                backoff = 100;
+            }
+            worker_batch_clear(stored);
+        }
+        if (next->n == 0)
             continue;
-        enum pl_handle_result r = handler(svc, items, n, arg);
-        for (size_t i = 0; r != PL_HANDLE_RETRY && i < n; i++) {
-            if (items[i].result != PL_HANDLE_DLQ)
-                continue;
-            const rd_kafka_message_t *msg = items[i].msg;
-            pl_warn("dead-lettering %s[%d]@%lld: %s", rd_kafka_topic_name(msg->rkt), msg->partition,
-                    (long long)msg->offset, items[i].reason);
-            if (pl_kafka_dlq_send(svc->producer, svc->cfg.kafka_topic_dlq, msg, items[i].reason,
-                                  err, sizeof(err)) != 0) {
-                /* The batch's database work is idempotent: doing it again is harmless. */
-                pl_warn("dead-letter failed, will retry: %s", err);
-                r = PL_HANDLE_RETRY;
-            }
-        }
-        if (r == PL_HANDLE_RETRY) {
-            pl_warn("retrying %zu message(s) in %d ms: %s", n, backoff,
-                    items[0].reason[0] ? items[0].reason : "transient failure");
-            pl_metric_add(m_retry, (int64_t)n);
-            worker_rewind(c, items, n);
-            pl_sleep_ms(backoff);
-            backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
-        } else {
-            backoff = 100;
-            for (size_t i = 0; i < n; i++) {
-                pl_metric_add(items[i].result == PL_HANDLE_DLQ ? m_dlq : m_ok, 1);
-                pl_consumer_store(c, items[i].msg);
-            }
-        }
-        for (size_t i = 0; i < n; i++)
-            rd_kafka_message_destroy((rd_kafka_message_t *)items[i].msg);
+        next->threaded = pthread_create(&next->thread, NULL, worker_store_thread, next) == 0;
+        if (!next->threaded)
+            worker_store_thread(next); /* no thread to spare: store on this one */
+        next->storing = true;
+        struct worker_batch *t = stored;
+        stored = next;
+        next = t;
     }
     pl_info("stopping: committing offsets and leaving group %s", svc->cfg.kafka_group_id);
-    free(items);
+    free(batches[0].items);
+    free(batches[1].items);
     pl_consumer_close(c);
     return 0;
+}
+
+/* A one-phase batch handler as stages: the whole work runs in store. */
+struct worker_plain {
+    pl_worker_batch_handler handler;
+    void *arg;
+    struct pl_worker_item *items;
+    size_t n;
+};
+
+static void *worker_plain_prepare(struct pl_service *svc, struct pl_worker_item *items, size_t n,
+                                  void *arg)
+{
+    (void)svc;
+    struct worker_plain *p = malloc(sizeof(*p));
+    if (p)
+        *p = (struct worker_plain){((struct worker_plain *)arg)->handler,
+                                   ((struct worker_plain *)arg)->arg, items, n};
+    return p;
+}
+
+static enum pl_handle_result worker_plain_store(struct pl_service *svc, void *state, void *arg)
+{
+    (void)arg;
+    struct worker_plain *p = state;
+    return p->handler(svc, p->items, p->n, p->arg);
+}
+
+int pl_worker_run_batch(struct pl_service *svc, const char *const *topics,
+                        pl_worker_batch_handler handler, void *arg, size_t max_batch,
+                        int max_wait_ms)
+{
+    static const struct pl_worker_stages stages = {worker_plain_prepare, worker_plain_store, free};
+    struct worker_plain plain = {handler, arg, NULL, 0};
+    return pl_worker_run_stages(svc, topics, &stages, &plain, max_batch, max_wait_ms);
 }
 
 /* Runs a one-message handler through the batch loop. */

@@ -49,6 +49,29 @@ int pl_worker_run_batch(struct pl_service *svc, const char *const *topics,
                         int max_wait_ms);
 
 /**
+ * A batch handler in two phases, so that a stage keeps two cores busy: prepare (parsing,
+ * evaluation, reads; no writes) of one batch runs while the previous batch is being stored.
+ */
+struct pl_worker_stages {
+    /** Returns the batch's state, or NULL to deliver the batch again later; marks bad items
+     *  PL_HANDLE_DLQ with their reason. */
+    void *(*prepare)(struct pl_service *svc, struct pl_worker_item *items, size_t n, void *arg);
+    /** Writes a prepared batch (typically one transaction), on its own thread, after the
+     *  previous batch's store returned. PL_HANDLE_RETRY redelivers the batch. */
+    enum pl_handle_result (*store)(struct pl_service *svc, void *state, void *arg);
+    /** Frees a state (stored or not); may be NULL. */
+    void (*release)(void *state);
+};
+
+/**
+ * @brief Like pl_worker_run_batch, with the handler split into stages. Offsets are stored,
+ *        and bad items dead-lettered, batch by batch in order, after each batch's store.
+ */
+int pl_worker_run_stages(struct pl_service *svc, const char *const *topics,
+                         const struct pl_worker_stages *stages, void *arg, size_t max_batch,
+                         int max_wait_ms);
+
+/**
  * @brief Parses msg's value as a JSON object with "schema_version": 1 and the given
  *        required uuid fields (NULL-terminated). @returns the object (caller puts it), or
  *        NULL with the reason filled.

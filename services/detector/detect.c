@@ -96,46 +96,18 @@ static bool detect_parse(struct pl_worker_item *item, struct detect_entry *e)
     return false;
 }
 
-/* Writes one COPY text field: \N for NULL, with backslash, tab, newline and CR escaped. */
-static void detect_copy_text(FILE *f, const char *v, bool last)
-{
-    if (!v) {
-        fputs("\\N", f);
-    } else {
-        for (const char *c = v; *c; c++) {
-            switch (*c) {
-            case '\\':
-                fputs("\\\\", f);
-                break;
-            case '\t':
-                fputs("\\t", f);
-                break;
-            case '\n':
-                fputs("\\n", f);
-                break;
-            case '\r':
-                fputs("\\r", f);
-                break;
-            default:
-                fputc(*c, f);
-            }
-        }
-    }
-    fputc(last ? '\n' : '\t', f);
-}
-
 /* A member as COPY text: strings as they are, other JSON values as JSON text. */
 static void detect_copy_member(FILE *f, json_object *obj, const char *key, bool as_json)
 {
     json_object *v = NULL;
     if (!json_object_object_get_ex(obj, key, &v) || !v) {
-        detect_copy_text(f, NULL, false);
+        pl_pg_copy_text(f, NULL, false);
         return;
     }
     if (!as_json && json_object_is_type(v, json_type_string))
-        detect_copy_text(f, json_object_get_string(v), false);
+        pl_pg_copy_text(f, json_object_get_string(v), false);
     else
-        detect_copy_text(f, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN), false);
+        pl_pg_copy_text(f, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN), false);
 }
 
 /* One traces row, in PL_CLUSTER_STORE_TRACE_COLUMNS order. Timestamps come from the envelope
@@ -143,9 +115,9 @@ static void detect_copy_member(FILE *f, json_object *obj, const char *key, bool 
 static void detect_copy_row(FILE *f, const struct detect_entry *e, json_object *eval)
 {
     json_object *t = e->trace, *prompt = NULL;
-    detect_copy_text(f, e->tenant_id, false);
-    detect_copy_text(f, e->project_id, false);
-    detect_copy_text(f, e->trace_id, false);
+    pl_pg_copy_text(f, e->tenant_id, false);
+    pl_pg_copy_text(f, e->project_id, false);
+    pl_pg_copy_text(f, e->trace_id, false);
     detect_copy_member(f, t, "external_id", false);
     detect_copy_member(f, t, "name", false);
     detect_copy_member(f, t, "model", false);
@@ -158,37 +130,49 @@ static void detect_copy_row(FILE *f, const struct detect_entry *e, json_object *
     detect_copy_member(f, t, "metadata", true);
     detect_copy_member(f, t, "latency_ms", false);
     detect_copy_member(f, t, "cost", false);
-    detect_copy_text(f, json_object_to_json_string_ext(eval, JSON_C_TO_STRING_PLAIN), false);
+    pl_pg_copy_text(f, json_object_to_json_string_ext(eval, JSON_C_TO_STRING_PLAIN), false);
     detect_copy_member(f, t, "eval_scores", true);
     json_object_object_get_ex(t, "prompt", &prompt);
     if (prompt) {
         detect_copy_member(f, prompt, "name", false);
         detect_copy_member(f, prompt, "version", false);
     } else {
-        detect_copy_text(f, NULL, false);
-        detect_copy_text(f, NULL, false);
+        pl_pg_copy_text(f, NULL, false);
+        pl_pg_copy_text(f, NULL, false);
     }
-    detect_copy_text(f, e->received_at, false);
-    detect_copy_text(f, e->received_at, true);
+    pl_pg_copy_text(f, e->received_at, false);
+    pl_pg_copy_text(f, e->received_at, true);
 }
 
-/* Appends one failure record to the failures JSON array. */
-static void detect_add_failure(json_object *failures, const struct detect_entry *e,
+/* The batch's failures, growing as the traces are evaluated. */
+struct detect_failures {
+    struct pl_cluster_failure *items;
+    size_t n, cap;
+};
+
+/* Appends one failure; false when out of memory. */
+static bool detect_add_failure(struct detect_failures *fs, const struct detect_entry *e,
                                const char *error_type, const char *message)
 {
-    char tmpl[1024], sig[PL_SIGNATURE_SIZE];
-    if (pl_template_from_text(message, tmpl, sizeof(tmpl)) != 0)
-        snprintf(tmpl, sizeof(tmpl), "%s", PL_TEMPLATE_VAR);
-    pl_template_signature(PL_GROUPING_VERSION, e->project_id, error_type, tmpl, sig);
-    json_object *f = json_object_new_object();
-    json_object_object_add(f, "tenant_id", json_object_new_string(e->tenant_id));
-    json_object_object_add(f, "project_id", json_object_new_string(e->project_id));
-    json_object_object_add(f, "trace_id", json_object_new_string(e->trace_id));
-    json_object_object_add(f, "signature", json_object_new_string(sig));
-    json_object_object_add(f, "template", json_object_new_string(tmpl));
-    json_object_object_add(f, "error_type", json_object_new_string(error_type));
-    json_object_object_add(f, "seen_at", json_object_new_string(e->received_at));
-    json_object_array_add(failures, f);
+    if (fs->n == fs->cap) {
+        size_t cap = fs->cap ? fs->cap * 2 : 256;
+        struct pl_cluster_failure *items = realloc(fs->items, cap * sizeof(*items));
+        if (!items)
+            return false;
+        fs->items = items;
+        fs->cap = cap;
+    }
+    struct pl_cluster_failure *f = &fs->items[fs->n++];
+    f->tenant_id = e->tenant_id;
+    f->project_id = e->project_id;
+    f->trace_id = e->trace_id;
+    f->seen_at = e->received_at;
+    snprintf(f->error_type, sizeof(f->error_type), "%s", error_type);
+    if (pl_template_from_text(message, f->template, sizeof(f->template)) != 0)
+        snprintf(f->template, sizeof(f->template), "%s", PL_TEMPLATE_VAR);
+    pl_template_signature(PL_GROUPING_VERSION, e->project_id, error_type, f->template,
+                          f->signature);
+    return true;
 }
 
 /* Loads and compiles the enabled rules of the batch's projects. */
@@ -228,13 +212,12 @@ static int detect_load_rules(PGconn *conn, const char *projects_array, struct de
 }
 
 /* Evaluates one trace: fills its eval object and appends its failures. */
-static void detect_evaluate(const struct detect_entry *e, const struct detect_rule *rules,
-                            int nrules, json_object *eval, json_object *failures)
+static bool detect_evaluate(const struct detect_entry *e, const struct detect_rule *rules,
+                            int nrules, json_object *eval, struct detect_failures *failures)
 {
     int span_errors = 0;
     const char *error = pl_trace_error(e->trace, &span_errors);
-    if (error)
-        detect_add_failure(failures, e, "error", error);
+    bool ok = !error || detect_add_failure(failures, e, "error", error);
     json_object *scores = NULL;
     json_object_object_get_ex(e->trace, "eval_scores", &scores);
     struct pl_eval_input in = {
@@ -255,9 +238,10 @@ static void detect_evaluate(const struct detect_entry *e, const struct detect_ru
         if (!r.passed) {
             char type[160];
             snprintf(type, sizeof(type), "rule:%s", rules[i].metric_name);
-            detect_add_failure(failures, e, type, r.feedback);
+            ok = ok && detect_add_failure(failures, e, type, r.feedback);
         }
     }
+    return ok;
 }
 
 /* Marks the entries whose project is not the tenant's as dead letters. */
@@ -299,10 +283,9 @@ static char *detect_projects_array(const struct detect_entry *es, size_t n)
     for (size_t i = 0; i < n; i++) {
         if (!es[i].env)
             continue;
-        bool seen = false;
-        for (size_t j = 0; j < i && !seen; j++)
-            seen = es[j].env && strcmp(es[j].project_id, es[i].project_id) == 0;
-        if (!seen)
+        /* Against the distinct ids so far (a batch has few projects), not every entry. */
+        s[len] = '\0';
+        if (!strstr(s, es[i].project_id))
             len += (size_t)snprintf(s + len, 38 + 1, "%s%s", len > 1 ? "," : "", es[i].project_id);
     }
     s[len++] = '}';
@@ -310,8 +293,100 @@ static char *detect_projects_array(const struct detect_entry *es, size_t n)
     return s;
 }
 
-enum pl_handle_result detect_batch(struct pl_service *svc, struct pl_worker_item *items, size_t n,
-                                   void *arg)
+/* A prepared batch: its traces as COPY rows and its failures, ready to store. */
+struct detect_state {
+    struct detect_entry *es; /* the parsed envelopes: rows and failures borrow their strings */
+    size_t n;
+    struct detect_failures failures;
+    char *rows;
+    size_t rows_len;
+    size_t stored; /* traces in rows */
+    int64_t t0, t_prepared;
+};
+
+void detect_release(void *p)
+{
+    struct detect_state *st = p;
+    if (!st)
+        return;
+    for (size_t i = 0; st->es && i < st->n; i++)
+        json_object_put(st->es[i].env);
+    free(st->es);
+    free(st->rows);
+    free(st->failures.items);
+    free(st);
+}
+
+/* Parses, checks and evaluates a batch (reads only): everything but the writes. */
+void *detect_prepare(struct pl_service *svc, struct pl_worker_item *items, size_t n, void *arg)
+{
+    (void)arg;
+    struct detect_state *st = calloc(1, sizeof(*st));
+    if (!st)
+        return NULL;
+    st->t0 = pl_now_ms();
+    st->n = n;
+    bool ok = false;
+    char *projects = NULL;
+    struct detect_rule *rules = NULL;
+    int nrules = 0;
+    FILE *copy = open_memstream(&st->rows, &st->rows_len);
+    PGconn *conn = NULL;
+    struct pl_pg_error err;
+    if (!(st->es = calloc(n, sizeof(*st->es))) || !copy)
+        goto out;
+    struct detect_entry *es = st->es;
+    size_t valid = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (detect_parse(&items[i], &es[i]))
+            valid++;
+        else
+            items[i].result = PL_HANDLE_DLQ;
+    }
+    if (valid == 0) {
+        ok = true;
+        goto out;
+    }
+    conn = pl_pg_acquire(svc->pg, &err);
+    if (!conn || !(projects = detect_projects_array(es, n)) ||
+        detect_check_projects(conn, es, n, projects, &err) != 0 ||
+        detect_load_rules(conn, projects, &rules, &nrules, &err) != 0) {
+        pl_warn("detector: database: %s", err.message);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!es[i].env)
+            continue;
+        json_object *eval = json_object_new_object();
+        bool evaluated = detect_evaluate(&es[i], rules, nrules, eval, &st->failures);
+        detect_copy_row(copy, &es[i], eval);
+        json_object_put(eval);
+        if (!evaluated) {
+            pl_warn("detector: out of memory evaluating a batch");
+            goto out;
+        }
+        st->stored++;
+    }
+    ok = true;
+out:
+    if (conn)
+        pl_pg_release(svc->pg, conn);
+    for (int i = 0; i < nrules; i++)
+        pl_eval_rule_free(rules[i].rule);
+    free(rules);
+    free(projects);
+    if (copy)
+        fclose(copy);
+    st->t_prepared = pl_now_ms();
+    if (!ok) {
+        detect_release(st);
+        return NULL;
+    }
+    return st;
+}
+
+/* Stores a prepared batch in one transaction. */
+enum pl_handle_result detect_store(struct pl_service *svc, void *p, void *arg)
 {
     (void)arg;
     static struct pl_metric *m_traces, *m_failures, *m_events;
@@ -323,87 +398,34 @@ enum pl_handle_result detect_batch(struct pl_service *svc, struct pl_worker_item
         m_events = pl_metric_counter("pl_detector_cluster_events_total", NULL,
                                      "Clusters that reached their project's threshold");
     }
-    enum pl_handle_result rc = PL_HANDLE_RETRY;
-    int64_t t0 = pl_now_ms();
-    struct detect_entry *es = calloc(n, sizeof(*es));
-    char *projects = NULL;
-    struct detect_rule *rules = NULL;
-    int nrules = 0;
-    json_object *failures = json_object_new_array();
-    char *rows = NULL;
-    size_t rows_len = 0;
-    FILE *copy = open_memstream(&rows, &rows_len);
-    PGconn *conn = NULL;
+    struct detect_state *st = p;
+    if (st->stored == 0)
+        return PL_HANDLED;
+    int64_t t_store = pl_now_ms();
     struct pl_pg_error err;
-    if (!es || !copy)
-        goto out;
-    size_t valid = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (detect_parse(&items[i], &es[i]))
-            valid++;
-        else
-            items[i].result = PL_HANDLE_DLQ;
+    PGconn *conn = pl_pg_acquire(svc->pg, &err);
+    int events = -1;
+    if (!conn || pl_pg_exec(conn, "BEGIN", 0, NULL, &err) != 0 ||
+        (events = pl_cluster_store_batch(conn, st->rows, st->rows_len, st->failures.items,
+                                         st->failures.n, PL_GROUPING_VERSION,
+                                         svc->cfg.kafka_topic_clusters, &err)) < 0 ||
+        pl_pg_exec(conn, "COMMIT", 0, NULL, &err) != 0) {
+        pl_warn("detector: storing a batch of %zu failed [%s]: %s", st->stored, err.sqlstate,
+                err.message);
+        if (conn)
+            pl_pg_release(svc->pg, conn); /* rolls back; the batch is redelivered */
+        return PL_HANDLE_RETRY;
     }
-    if (valid == 0) {
-        rc = PL_HANDLED;
-        goto out;
-    }
-    conn = pl_pg_acquire(svc->pg, &err);
-    if (!conn || !(projects = detect_projects_array(es, n)) ||
-        detect_check_projects(conn, es, n, projects, &err) != 0 ||
-        detect_load_rules(conn, projects, &rules, &nrules, &err) != 0) {
-        pl_warn("detector: database: %s", err.message);
-        goto out;
-    }
-    size_t stored = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!es[i].env)
-            continue;
-        json_object *eval = json_object_new_object();
-        detect_evaluate(&es[i], rules, nrules, eval, failures);
-        detect_copy_row(copy, &es[i], eval);
-        json_object_put(eval);
-        stored++;
-    }
-    int64_t t_eval = pl_now_ms();
-    int events = 0;
-    fflush(copy);
-    if (stored > 0) {
-        if (pl_pg_exec(conn, "BEGIN", 0, NULL, &err) != 0 ||
-            (events = pl_cluster_store_batch(
-                 conn, rows, rows_len,
-                 json_object_to_json_string_ext(failures, JSON_C_TO_STRING_PLAIN),
-                 PL_GROUPING_VERSION, svc->cfg.kafka_topic_clusters, &err)) < 0 ||
-            pl_pg_exec(conn, "COMMIT", 0, NULL, &err) != 0) {
-            pl_warn("detector: storing a batch of %zu failed [%s]: %s", stored, err.sqlstate,
-                    err.message);
-            goto out; /* rolled back on release; the batch is redelivered */
-        }
-        pl_failpoint_crash("detector_after_commit"); /* crash-safety tests: before offsets */
-    }
-    pl_debug("detector: batch of %zu in %lld ms (parse+evaluate %lld ms, store %lld ms;"
-             " %zu failures, %d events)",
-             stored, (long long)(pl_now_ms() - t0), (long long)(t_eval - t0),
-             (long long)(pl_now_ms() - t_eval), json_object_array_length(failures), events);
-    pl_metric_add(m_traces, (int64_t)stored);
-    pl_metric_add(m_failures, (int64_t)json_object_array_length(failures));
+    pl_pg_release(svc->pg, conn);
+    pl_failpoint_crash("detector_after_commit"); /* crash-safety tests: before offsets */
+    pl_debug("detector: batch of %zu: prepared in %lld ms, stored in %lld ms (%lld ms after it"
+             " was prepared); %zu failures, %d events",
+             st->stored, (long long)(st->t_prepared - st->t0), (long long)(pl_now_ms() - t_store),
+             (long long)(t_store - st->t_prepared), st->failures.n, events);
+    pl_metric_add(m_traces, (int64_t)st->stored);
+    pl_metric_add(m_failures, (int64_t)st->failures.n);
     pl_metric_add(m_events, events);
     if (events > 0)
         pl_info("detector: %d cluster(s) reached their threshold", events);
-    rc = PL_HANDLED;
-out:
-    if (conn)
-        pl_pg_release(svc->pg, conn);
-    for (int i = 0; i < nrules; i++)
-        pl_eval_rule_free(rules[i].rule);
-    free(rules);
-    free(projects);
-    for (size_t i = 0; es && i < n; i++)
-        json_object_put(es[i].env);
-    free(es);
-    if (copy)
-        fclose(copy);
-    free(rows);
-    json_object_put(failures);
-    return rc;
+    return PL_HANDLED;
 }

@@ -5,8 +5,10 @@
 
 #include "worker.h"
 
-/** @brief Batch handler for pl_worker_run_batch (arg unused). */
-enum pl_handle_result detect_batch(struct pl_service *svc, struct pl_worker_item *items, size_t n,
-                                   void *arg);
+/* The detector as pl_worker_stages (arg unused): prepare parses, checks and evaluates a
+ * batch; store writes it in one transaction; release frees what prepare made. */
+void *detect_prepare(struct pl_service *svc, struct pl_worker_item *items, size_t n, void *arg);
+enum pl_handle_result detect_store(struct pl_service *svc, void *state, void *arg);
+void detect_release(void *state);
 
 #endif

@@ -18,8 +18,9 @@ int main(int argc, char **argv)
     if (pl_service_start(&svc, "detector", argc, argv, NULL, 0, NULL) != 0)
         goto out;
     const char *topics[] = {svc.cfg.kafka_topic_traces, NULL};
-    if (pl_worker_run_batch(&svc, topics, detect_batch, NULL, DETECT_BATCH_MAX,
-                            DETECT_BATCH_WAIT_MS) == 0)
+    static const struct pl_worker_stages stages = {detect_prepare, detect_store, detect_release};
+    if (pl_worker_run_stages(&svc, topics, &stages, NULL, DETECT_BATCH_MAX, DETECT_BATCH_WAIT_MS) ==
+        0)
         rc = EXIT_SUCCESS;
 out:
     pl_service_stop(&svc);
