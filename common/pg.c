@@ -202,17 +202,19 @@ void pl_pg_array_item(FILE *f, const char *value, bool first)
     fputc('"', f);
 }
 
-void pl_pg_copy_text(FILE *f, const char *value, bool last)
+void pl_pg_copy_textn(FILE *f, const char *value, size_t len, bool last)
 {
     if (!value) {
         fputs("\\N", f);
     } else {
         /* Runs of plain bytes in one write: per-byte stdio calls dominated the detector. */
-        for (const char *c = value; *c;) {
-            size_t run = strcspn(c, "\\\t\n\r");
-            fwrite(c, 1, run, f);
-            c += run;
-            if (*c) {
+        const char *end = value + len;
+        for (const char *c = value; c < end;) {
+            const char *run = c;
+            while (c < end && *c != '\\' && *c != '\t' && *c != '\n' && *c != '\r')
+                c++;
+            fwrite(run, 1, (size_t)(c - run), f);
+            if (c < end) {
                 static const char esc[] = {['\\'] = '\\', ['\t'] = 't', ['\n'] = 'n', ['\r'] = 'r'};
                 fputc('\\', f);
                 fputc(esc[(unsigned char)*c++], f);
@@ -220,6 +222,11 @@ void pl_pg_copy_text(FILE *f, const char *value, bool last)
         }
     }
     fputc(last ? '\n' : '\t', f);
+}
+
+void pl_pg_copy_text(FILE *f, const char *value, bool last)
+{
+    pl_pg_copy_textn(f, value, value ? strlen(value) : 0, last);
 }
 
 char *pl_pg_text_array(const char *const *items, size_t n)

@@ -69,6 +69,9 @@ void pl_pg_array_item(FILE *f, const char *value, bool first);
  */
 void pl_pg_copy_text(FILE *f, const char *value, bool last);
 
+/** @brief pl_pg_copy_text for len bytes at value (no NUL needed). */
+void pl_pg_copy_textn(FILE *f, const char *value, size_t len, bool last);
+
 /**
  * @brief The Postgres text[] literal {"a","b"} of n strings. @returns a string the caller
  *        frees (NULL: no memory).

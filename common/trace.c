@@ -2,6 +2,7 @@
 
 #include "util.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -9,119 +10,74 @@
 #include <string.h>
 
 /* Accepts any JSON value: free-form fields (input, output, metadata...). */
-#define ANY_TYPE (-1)
+#define ANY_KIND PL_JSON_ABSENT
 
 struct trace_field {
     const char *name;
-    int type;       /* json_type, or ANY_TYPE */
-    bool nullable;  /* JSON null allowed */
-    size_t max_len; /* strings: bytes; arrays: items; objects: keys (0 = no limit) */
+    enum pl_json_kind kind; /* or ANY_KIND */
+    bool integer;           /* numbers: no fraction or exponent */
+    bool nullable;          /* JSON null allowed */
+    size_t max_len;         /* strings: bytes; arrays: items; objects: keys (0 = no limit) */
 };
 
-static const struct trace_field trace_fields[] = {
-    {"id", json_type_string, false, PL_TRACE_ID_MAX},
-    {"external_id", json_type_string, true, 256},
-    {"project_id", json_type_string, false, 36},
-    {"name", json_type_string, true, 256},
-    {"input", ANY_TYPE, true, 0},
-    {"output", ANY_TYPE, true, 0},
-    {"model", json_type_string, true, 128},
-    {"latency_ms", json_type_int, true, 0},
-    {"cost", json_type_double, true, 0},
-    {"error", json_type_string, true, 8192},
-    {"tags", json_type_object, true, PL_TRACE_TAGS_MAX},
-    {"metadata", json_type_object, true, 0},
-    {"spans", json_type_array, true, PL_TRACE_SPANS_MAX},
-    {"events", json_type_array, true, PL_TRACE_EVENTS_MAX},
-    {"prompt", json_type_object, true, 0},
-    {"eval_scores", json_type_object, true, PL_TRACE_SCORES_MAX},
-    {"created_at", json_type_string, true, 64},
+/* In enum pl_trace_field order. */
+static const struct trace_field trace_fields[PL_TF_COUNT] = {
+    [PL_TF_ID] = {"id", PL_JSON_STRING, false, false, PL_TRACE_ID_MAX},
+    [PL_TF_EXTERNAL_ID] = {"external_id", PL_JSON_STRING, false, true, 256},
+    [PL_TF_PROJECT_ID] = {"project_id", PL_JSON_STRING, false, false, 36},
+    [PL_TF_NAME] = {"name", PL_JSON_STRING, false, true, 256},
+    [PL_TF_INPUT] = {"input", ANY_KIND, false, true, 0},
+    [PL_TF_OUTPUT] = {"output", ANY_KIND, false, true, 0},
+    [PL_TF_MODEL] = {"model", PL_JSON_STRING, false, true, 128},
+    [PL_TF_LATENCY_MS] = {"latency_ms", PL_JSON_NUMBER, true, true, 0},
+    [PL_TF_COST] = {"cost", PL_JSON_NUMBER, false, true, 0},
+    [PL_TF_ERROR] = {"error", PL_JSON_STRING, false, true, 8192},
+    [PL_TF_TAGS] = {"tags", PL_JSON_OBJECT, false, true, PL_TRACE_TAGS_MAX},
+    [PL_TF_METADATA] = {"metadata", PL_JSON_OBJECT, false, true, 0},
+    [PL_TF_SPANS] = {"spans", PL_JSON_ARRAY, false, true, PL_TRACE_SPANS_MAX},
+    [PL_TF_EVENTS] = {"events", PL_JSON_ARRAY, false, true, PL_TRACE_EVENTS_MAX},
+    [PL_TF_PROMPT] = {"prompt", PL_JSON_OBJECT, false, true, 0},
+    [PL_TF_EVAL_SCORES] = {"eval_scores", PL_JSON_OBJECT, false, true, PL_TRACE_SCORES_MAX},
+    [PL_TF_CREATED_AT] = {"created_at", PL_JSON_STRING, false, true, 64},
 };
+
+/* The span fields checked beyond their type: first in span_fields. */
+enum span_field { SF_NAME, SF_TYPE, SF_ERROR };
 
 static const struct trace_field span_fields[] = {
-    {"id", json_type_string, true, PL_TRACE_ID_MAX},
-    {"name", json_type_string, false, 256},
-    {"type", json_type_string, true, 16},
-    {"error", json_type_string, true, 8192},
-    {"tokens", ANY_TYPE, true, 0},
-    {"start_time", json_type_string, true, 64},
-    {"end_time", json_type_string, true, 64},
-    {"latency_ms", json_type_int, true, 0},
-    {"input", ANY_TYPE, true, 0},
-    {"output", ANY_TYPE, true, 0},
-    {"model", json_type_string, true, 128},
-    {"metadata", json_type_object, true, 0},
+    {"name", PL_JSON_STRING, false, false, 256},  /* SF_NAME */
+    {"type", PL_JSON_STRING, false, true, 16},    /* SF_TYPE */
+    {"error", PL_JSON_STRING, false, true, 8192}, /* SF_ERROR */
+    {"id", PL_JSON_STRING, false, true, PL_TRACE_ID_MAX},
+    {"tokens", ANY_KIND, false, true, 0},
+    {"start_time", PL_JSON_STRING, false, true, 64},
+    {"end_time", PL_JSON_STRING, false, true, 64},
+    {"latency_ms", PL_JSON_NUMBER, true, true, 0},
+    {"input", ANY_KIND, false, true, 0},
+    {"output", ANY_KIND, false, true, 0},
+    {"model", PL_JSON_STRING, false, true, 128},
+    {"metadata", PL_JSON_OBJECT, false, true, 0},
 };
 
-static const char *const trace_type_names[] = {
-    [json_type_null] = "null",        [json_type_boolean] = "a boolean",
-    [json_type_double] = "a number",  [json_type_int] = "an integer",
-    [json_type_object] = "an object", [json_type_array] = "an array",
-    [json_type_string] = "a string",
-};
-
-/* Numbers: a JSON integer is also a fine "number". */
-static bool trace_type_ok(json_object *v, int want)
+static const char *trace_kind_name(const struct trace_field *f)
 {
-    if (want == ANY_TYPE)
-        return true;
-    enum json_type t = json_object_get_type(v);
-    if (want == json_type_double)
-        return t == json_type_double || t == json_type_int;
-    return (int)t == want;
-}
-
-static size_t trace_size(json_object *v)
-{
-    switch (json_object_get_type(v)) {
-    case json_type_string:
-        return (size_t)json_object_get_string_len(v);
-    case json_type_array:
-        return json_object_array_length(v);
-    case json_type_object:
-        return (size_t)json_object_object_length(v);
+    switch (f->kind) {
+    case PL_JSON_STRING:
+        return "a string";
+    case PL_JSON_NUMBER:
+        return f->integer ? "an integer" : "a number";
+    case PL_JSON_OBJECT:
+        return "an object";
+    case PL_JSON_ARRAY:
+        return "an array";
     default:
-        return 0;
+        return "a value";
     }
 }
 
-/* Checks obj's members against a field table: unknown and mistyped members are 400s,
- * oversize ones 422s. */
-static int trace_check_object(json_object *obj, const struct trace_field *fields, size_t nfields,
-                              const char *where, char *err, size_t errsz)
+static size_t trace_size(const struct pl_json_value *v)
 {
-    json_object_object_foreach(obj, key, val)
-    {
-        const struct trace_field *f = NULL;
-        for (size_t i = 0; i < nfields && !f; i++)
-            if (strcmp(fields[i].name, key) == 0)
-                f = &fields[i];
-        if (!f) {
-            snprintf(err, errsz, "%s%sunknown field \"%s\"", where, *where ? ": " : "", key);
-            return 400;
-        }
-        if (val == NULL) {
-            if (!f->nullable) {
-                snprintf(err, errsz, "%s%s%s must not be null", where, *where ? "." : "", key);
-                return 400;
-            }
-            continue;
-        }
-        if (!trace_type_ok(val, f->type)) {
-            snprintf(err, errsz, "%s%s%s must be %s", where, *where ? "." : "", key,
-                     trace_type_names[f->type]);
-            return 400;
-        }
-        if (f->max_len && trace_size(val) > f->max_len) {
-            snprintf(err, errsz, "%s%s%s is too long (at most %zu %s)", where, *where ? "." : "",
-                     key, f->max_len,
-                     f->type == json_type_string  ? "bytes"
-                     : f->type == json_type_array ? "items"
-                                                  : "keys");
-            return 422;
-        }
-    }
-    return 0;
+    return v->kind == PL_JSON_STRING ? v->str.len : v->count;
 }
 
 /* Sets err to "<where>.<field> <problem>" and returns status. */
@@ -132,57 +88,202 @@ static int trace_fail(char *err, size_t errsz, int status, const char *where, co
     return status;
 }
 
-static int trace_check_spans(json_object *spans, const char *where, char *err, size_t errsz)
+static int trace_syntax(struct pl_json_scan *s, const char *where, char *err, size_t errsz)
+{
+    snprintf(err, errsz, "%s%sinvalid JSON: %s", where, *where ? ": " : "", s->err);
+    return 400;
+}
+
+/*
+ * Scans the object at the cursor member by member against a field table (unknown and
+ * mistyped members are 400s, oversize ones 422s), recording each known member in found
+ * (indexed like fields). A repeated member is refused: the forwarded text must mean one thing.
+ */
+static int trace_scan_object(struct pl_json_scan *s, const struct trace_field *fields,
+                             size_t nfields, struct pl_json_value *found, const char *where,
+                             char *err, size_t errsz)
+{
+    if (!pl_json_scan_enter(s, '{'))
+        return trace_syntax(s, where, err, errsz);
+    struct pl_json_str key;
+    int r;
+    for (size_t i = 0; (r = pl_json_scan_member(s, i, &key)) == 1; i++) {
+        const struct trace_field *f = NULL;
+        for (size_t k = 0; k < nfields && !f; k++)
+            if (pl_json_str_eq(&key, fields[k].name))
+                f = &fields[k];
+        if (!f) {
+            char name[72];
+            snprintf(name, sizeof(name), "%.*s", (int)(key.raw_len < 64 ? key.raw_len : 64),
+                     key.raw);
+            snprintf(err, errsz, "%s%sunknown field \"%s\"", where, *where ? ": " : "", name);
+            return 400;
+        }
+        struct pl_json_value *v = &found[f - fields];
+        if (v->kind != PL_JSON_ABSENT)
+            return trace_fail(err, errsz, 400, where, f->name, "is given twice");
+        if (!pl_json_scan_value(s, v))
+            return trace_syntax(s, where, err, errsz);
+        if (v->kind == PL_JSON_NULL) {
+            if (!f->nullable)
+                return trace_fail(err, errsz, 400, where, f->name, "must not be null");
+            continue;
+        }
+        if (f->kind != ANY_KIND && (v->kind != f->kind || (f->integer && !v->is_int))) {
+            char problem[48];
+            snprintf(problem, sizeof(problem), "must be %s", trace_kind_name(f));
+            return trace_fail(err, errsz, 400, where, f->name, problem);
+        }
+        if (f->max_len && trace_size(v) > f->max_len) {
+            char problem[64];
+            snprintf(problem, sizeof(problem), "is too long (at most %zu %s)", f->max_len,
+                     f->kind == PL_JSON_STRING  ? "bytes"
+                     : f->kind == PL_JSON_ARRAY ? "items"
+                                                : "keys");
+            return trace_fail(err, errsz, 422, where, f->name, problem);
+        }
+    }
+    return r == 0 ? 0 : trace_syntax(s, where, err, errsz);
+}
+
+static bool trace_present(const struct pl_json_value *v)
+{
+    return v->kind != PL_JSON_ABSENT && v->kind != PL_JSON_NULL;
+}
+
+/* An already scanned number's value. */
+static double trace_number(const struct pl_json_value *v)
+{
+    char buf[72];
+    snprintf(buf, sizeof(buf), "%.*s", (int)(v->text_len < 64 ? v->text_len : 64), v->text);
+    return strtod(buf, NULL);
+}
+
+static int trace_check_spans(struct pl_trace_view *t, const char *where, char *err, size_t errsz)
 {
     static const char *const span_types[] = {"llm", "tool", "retrieval", "other"};
-    for (size_t i = 0; i < json_object_array_length(spans); i++) {
-        json_object *s = json_object_array_get_idx(spans, i);
+    const struct pl_json_value *spans = &t->f[PL_TF_SPANS];
+    struct pl_json_scan s;
+    pl_json_scan_init(&s, spans->text, spans->text_len);
+    pl_json_scan_enter(&s, '[');
+    for (size_t i = 0; pl_json_scan_item(&s, i) == 1; i++) {
         char at[96];
         snprintf(at, sizeof(at), "%s%sspans[%zu]", where, *where ? "." : "", i);
-        if (!json_object_is_type(s, json_type_object)) {
+        pl_json_scan_ws(&s);
+        if (*s.p != '{') {
             snprintf(err, errsz, "%s must be an object", at);
             return 400;
         }
-        int st = trace_check_object(s, span_fields, sizeof(span_fields) / sizeof(span_fields[0]),
-                                    at, err, errsz);
+        struct pl_json_value found[sizeof(span_fields) / sizeof(span_fields[0])] = {0};
+        int st = trace_scan_object(&s, span_fields, sizeof(span_fields) / sizeof(span_fields[0]),
+                                   found, at, err, errsz);
         if (st)
             return st;
-        json_object *v;
-        if (!json_object_object_get_ex(s, "name", &v) || !v)
+        if (!trace_present(&found[SF_NAME]))
             return trace_fail(err, errsz, 400, at, "name", "is required");
-        if (json_object_object_get_ex(s, "type", &v) && v) {
+        if (trace_present(&found[SF_TYPE])) {
             bool ok = false;
             for (size_t k = 0; k < 4; k++)
-                ok |= strcmp(json_object_get_string(v), span_types[k]) == 0;
+                ok |= pl_json_str_eq(&found[SF_TYPE].str, span_types[k]);
             if (!ok)
                 return trace_fail(err, errsz, 422, at, "type",
                                   "must be llm, tool, retrieval or other");
         }
+        if (trace_present(&found[SF_ERROR]) && found[SF_ERROR].str.len > 0 && t->span_errors++ == 0)
+            t->first_span_error = found[SF_ERROR].str;
     }
     return 0;
 }
 
-int pl_trace_validate(json_object *trace, const char *where, char *err, size_t errsz)
+static int trace_check_tags(const struct pl_json_value *tags, const char *where, char *err,
+                            size_t errsz)
 {
-    if (!json_object_is_type(trace, json_type_object)) {
+    struct pl_json_scan s;
+    pl_json_scan_init(&s, tags->text, tags->text_len);
+    pl_json_scan_enter(&s, '{');
+    struct pl_json_str key;
+    for (size_t i = 0; pl_json_scan_member(&s, i, &key) == 1; i++) {
+        struct pl_json_value v;
+        pl_json_scan_value(&s, &v);
+        if (key.len == 0 || key.len > PL_TRACE_TAG_KEY_MAX)
+            return trace_fail(err, errsz, 422, where, "tags", "keys must be 1 to 64 characters");
+        if (v.kind != PL_JSON_STRING || v.str.len > 256)
+            return trace_fail(err, errsz, 400, where, "tags",
+                              "values must be strings of at most 256 bytes");
+    }
+    return 0;
+}
+
+static int trace_check_scores(const struct pl_json_value *scores, const char *where, char *err,
+                              size_t errsz)
+{
+    struct pl_json_scan s;
+    pl_json_scan_init(&s, scores->text, scores->text_len);
+    pl_json_scan_enter(&s, '{');
+    struct pl_json_str key;
+    for (size_t i = 0; pl_json_scan_member(&s, i, &key) == 1; i++) {
+        struct pl_json_value v;
+        pl_json_scan_value(&s, &v);
+        if (v.kind != PL_JSON_NUMBER) /* the scanner refused non-finite numbers */
+            return trace_fail(err, errsz, 400, where, "eval_scores", "values must be numbers");
+    }
+    return 0;
+}
+
+static int trace_check_prompt(struct pl_trace_view *t, const char *where, char *err, size_t errsz)
+{
+    static const struct trace_field prompt_fields[] = {
+        {"name", ANY_KIND, false, true, 0},
+        {"version", ANY_KIND, false, true, 0},
+    };
+    struct pl_json_value found[2] = {0};
+    struct pl_json_scan s;
+    pl_json_scan_init(&s, t->f[PL_TF_PROMPT].text, t->f[PL_TF_PROMPT].text_len);
+    char at[96];
+    snprintf(at, sizeof(at), "%s%sprompt", where, *where ? "." : "");
+    if (trace_scan_object(&s, prompt_fields, 2, found, at, err, errsz) != 0)
+        return trace_fail(err, errsz, 400, where, "prompt", "takes only name and version");
+    const struct pl_json_value *name = &found[0], *version = &found[1];
+    if (name->kind != PL_JSON_STRING || name->str.len == 0 || name->str.len > 256)
+        return trace_fail(err, errsz, 400, where, "prompt.name", "must be a non-empty string");
+    if (trace_present(version) &&
+        !(version->kind == PL_JSON_NUMBER && version->is_int && trace_number(version) >= 1) &&
+        !(version->kind == PL_JSON_STRING && version->str.len >= 1 && version->str.len <= 64))
+        return trace_fail(err, errsz, 400, where, "prompt.version",
+                          "must be a positive integer or a version alias");
+    t->prompt_name = *name;
+    t->prompt_version = *version;
+    return 0;
+}
+
+int pl_trace_scan(struct pl_json_scan *s, const char *where, struct pl_trace_view *t, char *err,
+                  size_t errsz)
+{
+    memset(t, 0, sizeof(*t));
+    if (!pl_json_scan_ws(s) || *s->p != '{') {
         snprintf(err, errsz, "%s%strace must be an object", where, *where ? ": " : "");
         return 400;
     }
-    int st = trace_check_object(trace, trace_fields, sizeof(trace_fields) / sizeof(trace_fields[0]),
-                                where, err, errsz);
+    t->text = s->p;
+    int st = trace_scan_object(s, trace_fields, PL_TF_COUNT, t->f, where, err, errsz);
     if (st)
         return st;
-    json_object *v;
-    if (!json_object_object_get_ex(trace, "project_id", &v))
+    t->text_len = (size_t)(s->p - t->text);
+    const struct pl_json_value *v = &t->f[PL_TF_PROJECT_ID];
+    if (v->kind == PL_JSON_ABSENT)
         return trace_fail(err, errsz, 400, where, "project_id", "is required");
-    if (!pl_uuid_valid(json_object_get_string(v)))
+    pl_json_str_decode(&v->str, t->project_id);
+    if (!pl_uuid_valid(t->project_id))
         return trace_fail(err, errsz, 400, where, "project_id", "must be a uuid");
-    if (json_object_object_get_ex(trace, "id", &v)) {
-        const char *id = json_object_get_string(v);
-        if (!*id)
+    for (char *c = t->project_id; *c; c++)
+        *c = (char)tolower((unsigned char)*c); /* one spelling per project downstream */
+    v = &t->f[PL_TF_ID];
+    if (v->kind != PL_JSON_ABSENT) {
+        pl_json_str_decode(&v->str, t->id);
+        if (!t->id[0])
             return trace_fail(err, errsz, 422, where, "id", "must not be empty");
-        for (const char *p = id; *p; p++)
-            if ((unsigned char)*p < 0x20)
+        for (size_t i = 0; i < v->str.len; i++)
+            if ((unsigned char)t->id[i] < 0x20)
                 return trace_fail(err, errsz, 422, where, "id", "has control characters");
     } else {
         unsigned char b[16];
@@ -190,77 +291,88 @@ int pl_trace_validate(json_object *trace, const char *where, char *err, size_t e
             return trace_fail(err, errsz, 500, where, "id", "could not be generated");
         b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
         b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-        char id[37];
-        snprintf(id, sizeof(id),
+        snprintf(t->id, sizeof(t->id),
                  "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
                  b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
                  b[15]);
-        json_object_object_add(trace, "id", json_object_new_string(id));
+        t->id_generated = true;
     }
-    if (json_object_object_get_ex(trace, "latency_ms", &v) && v &&
-        (json_object_get_int64(v) < 0 || json_object_get_int64(v) > 86400000LL))
+    v = &t->f[PL_TF_LATENCY_MS];
+    if (trace_present(v) && (trace_number(v) < 0 || trace_number(v) > 86400000.0))
         return trace_fail(err, errsz, 422, where, "latency_ms", "must be between 0 and 86400000");
-    if (json_object_object_get_ex(trace, "cost", &v) && v) {
-        double c = json_object_get_double(v);
-        if (!isfinite(c) || c < 0)
-            return trace_fail(err, errsz, 422, where, "cost", "must be a number >= 0");
-    }
-    if (json_object_object_get_ex(trace, "tags", &v) && v) {
-        json_object_object_foreach(v, tk, tv)
-        {
-            if (strlen(tk) == 0 || strlen(tk) > PL_TRACE_TAG_KEY_MAX)
-                return trace_fail(err, errsz, 422, where, "tags",
-                                  "keys must be 1 to 64 characters");
-            if (!tv || !json_object_is_type(tv, json_type_string) ||
-                json_object_get_string_len(tv) > 256)
-                return trace_fail(err, errsz, 400, where, "tags",
-                                  "values must be strings of at most 256 bytes");
-        }
-    }
-    if (json_object_object_get_ex(trace, "eval_scores", &v) && v) {
-        json_object_object_foreach(v, sk, sv)
-        {
-            (void)sk;
-            if (!sv || !trace_type_ok(sv, json_type_double) ||
-                !isfinite(json_object_get_double(sv)))
-                return trace_fail(err, errsz, 400, where, "eval_scores", "values must be numbers");
-        }
-    }
-    if (json_object_object_get_ex(trace, "prompt", &v) && v) {
-        json_object *name, *version;
-        if (!json_object_object_get_ex(v, "name", &name) ||
-            !json_object_is_type(name, json_type_string) || json_object_get_string_len(name) == 0 ||
-            json_object_get_string_len(name) > 256)
-            return trace_fail(err, errsz, 400, where, "prompt.name", "must be a non-empty string");
-        if (json_object_object_get_ex(v, "version", &version) && version &&
-            !(json_object_is_type(version, json_type_int) && json_object_get_int64(version) >= 1) &&
-            !(json_object_is_type(version, json_type_string) &&
-              json_object_get_string_len(version) >= 1 &&
-              json_object_get_string_len(version) <= 64))
-            return trace_fail(err, errsz, 400, where, "prompt.version",
-                              "must be a positive integer or a version alias");
-        if (json_object_object_length(v) > 2 ||
-            (json_object_object_length(v) == 2 && !json_object_object_get_ex(v, "version", NULL)))
-            return trace_fail(err, errsz, 400, where, "prompt", "takes only name and version");
-    }
-    if (json_object_object_get_ex(trace, "spans", &v) && v)
-        return trace_check_spans(v, where, err, errsz);
+    v = &t->f[PL_TF_COST];
+    if (trace_present(v) && !(trace_number(v) >= 0))
+        return trace_fail(err, errsz, 422, where, "cost", "must be a number >= 0");
+    if (trace_present(&t->f[PL_TF_TAGS]) &&
+        (st = trace_check_tags(&t->f[PL_TF_TAGS], where, err, errsz)) != 0)
+        return st;
+    if (trace_present(&t->f[PL_TF_EVAL_SCORES]) &&
+        (st = trace_check_scores(&t->f[PL_TF_EVAL_SCORES], where, err, errsz)) != 0)
+        return st;
+    if (trace_present(&t->f[PL_TF_PROMPT]) && (st = trace_check_prompt(t, where, err, errsz)) != 0)
+        return st;
+    if (trace_present(&t->f[PL_TF_SPANS]))
+        return trace_check_spans(t, where, err, errsz);
     return 0;
 }
 
-char *pl_trace_envelope(const char *tenant_id, const char *project_id, const char *received_at,
-                        json_object *trace)
+char *pl_trace_envelope(const char *tenant_id, const char *received_at,
+                        const struct pl_trace_view *t, size_t *len)
 {
-    json_object *env = json_object_new_object();
-    json_object_object_add(env, "schema_version", json_object_new_int(1));
-    json_object_object_add(env, "tenant_id", json_object_new_string(tenant_id));
-    json_object_object_add(env, "project_id", json_object_new_string(project_id));
-    json_object_object_add(env, "received_at", json_object_new_string(received_at));
-    json_object_object_add(env, "trace", json_object_get(trace));
-    char *text = strdup(json_object_to_json_string_ext(env, JSON_C_TO_STRING_PLAIN |
-                                                                JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put(env);
-    return text;
+    char head[256];
+    int n = snprintf(head, sizeof(head),
+                     "{\"schema_version\":1,\"tenant_id\":\"%s\",\"project_id\":\"%s\","
+                     "\"received_at\":\"%s\",\"trace\":",
+                     tenant_id, t->project_id, received_at);
+    char id[PL_TRACE_ID_MAX + 16] = "";
+    int idn = t->id_generated ? snprintf(id, sizeof(id), "\"id\":\"%s\",", t->id) : 0;
+    size_t total = (size_t)n + t->text_len + (size_t)idn + 2;
+    char *out = malloc(total);
+    if (!out)
+        return NULL;
+    char *p = out;
+    memcpy(p, head, (size_t)n);
+    p += n;
+    /* A generated id goes first in the object; an empty object takes it without a comma. */
+    const char *body = t->text + 1;
+    size_t body_len = t->text_len - 1;
+    *p++ = '{';
+    if (idn) {
+        bool empty = true;
+        for (size_t i = 0; i < body_len && empty; i++)
+            empty = strchr(" \t\r\n}", body[i]) != NULL;
+        memcpy(p, id, (size_t)idn - (empty ? 1 : 0));
+        p += idn - (empty ? 1 : 0);
+    }
+    memcpy(p, body, body_len);
+    p += body_len;
+    *p++ = '}';
+    *p = '\0';
+    *len = (size_t)(p - out);
+    return out;
+}
+
+const char *pl_json_value_text(const struct pl_json_value *v, struct pl_text_buf *b)
+{
+    if (v->kind == PL_JSON_ABSENT || v->kind == PL_JSON_NULL)
+        return NULL;
+    const char *src = v->kind == PL_JSON_STRING ? v->str.raw : v->text;
+    size_t len = v->kind == PL_JSON_STRING ? v->str.raw_len : v->text_len;
+    if (b->cap < len + 1) {
+        size_t cap = len + 1 > 2 * b->cap ? len + 1 : 2 * b->cap;
+        char *p = realloc(b->p, cap);
+        if (!p)
+            return NULL;
+        b->p = p;
+        b->cap = cap;
+    }
+    if (v->kind == PL_JSON_STRING && v->str.escaped) {
+        pl_json_str_decode(&v->str, b->p);
+    } else {
+        memcpy(b->p, src, len);
+        b->p[len] = '\0';
+    }
+    return b->p;
 }
 
 static const char *trace_str(json_object *obj, const char *key)

@@ -9,6 +9,7 @@
 #include "trace.h"
 #include "util.h"
 #include "trace_store.h"
+#include "json_scan.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,13 +35,14 @@ static void ingest_now(char *buf, size_t bufsz)
  * All traces share one project (checked by the caller). Fills is_new. Sets res on failure.
  */
 static bool ingest_publish(struct pl_http_request *req, struct pl_http_response *res,
-                           const struct pl_principal *who, const char *project_id,
-                           json_object **traces, int n, bool *is_new, const char *received_at)
+                           const struct pl_principal *who, const struct pl_trace_view *traces,
+                           int n, bool *is_new, const char *received_at)
 {
     struct pl_service *svc = req->user;
+    const char *project_id = traces[0].project_id;
     const char *ids[INGEST_BATCH_MAX];
     for (int i = 0; i < n; i++)
-        ids[i] = json_object_get_string(json_object_object_get(traces[i], "id"));
+        ids[i] = traces[i].id;
     PGconn *conn = api_db(req, res);
     if (!conn)
         return false;
@@ -66,13 +68,18 @@ static bool ingest_publish(struct pl_http_request *req, struct pl_http_response 
     for (int i = 0; i < n; i++) {
         if (!is_new[i])
             continue;
-        payloads[nmsgs] = pl_trace_envelope(who->tenant_id, project_id, received_at, traces[i]);
+        size_t len = 0;
+        payloads[nmsgs] = pl_trace_envelope(who->tenant_id, received_at, &traces[i], &len);
+        if (!payloads[nmsgs]) {
+            pl_http_error(res, 503, "out of memory; nothing was accepted, retry");
+            goto out;
+        }
         msgs[nmsgs] = (struct pl_kafka_msg){.topic = svc->cfg.kafka_topic_traces,
                                             .partition = RD_KAFKA_PARTITION_UA,
                                             .key = ids[i],
                                             .key_len = strlen(ids[i]),
                                             .value = payloads[nmsgs],
-                                            .value_len = strlen(payloads[nmsgs])};
+                                            .value_len = len};
         nmsgs++;
     }
     int64_t t1 = pl_now_ms();
@@ -117,94 +124,161 @@ static bool ingest_has_nul(struct pl_http_request *req, struct pl_http_response 
     return true;
 }
 
+/* Fails the request with the scanner's syntax error. */
+static void ingest_bad_json(struct pl_http_response *res, const struct pl_json_scan *s)
+{
+    pl_http_error(res, 400, "request body is not valid JSON: %s", s->err);
+}
+
+/* The body must be a JSON object: its first byte (after whitespace) is '{'. */
+static bool ingest_starts_object(struct pl_http_request *req, struct pl_http_response *res,
+                                 struct pl_json_scan *s)
+{
+    pl_json_scan_init(s, req->body, req->body_len);
+    if (pl_json_scan_ws(s) && *s->p == '{')
+        return true;
+    pl_http_error(res, 400, "request body must be a JSON object");
+    return false;
+}
+
 void api_ingest_one(struct pl_http_request *req, struct pl_http_response *res)
 {
     struct pl_principal who;
-    if (!api_authorize(req, res, PL_ROLES_WRITE, false, &who) || ingest_has_nul(req, res))
+    struct pl_json_scan s;
+    if (!api_authorize(req, res, PL_ROLES_WRITE, false, &who) || ingest_has_nul(req, res) ||
+        !ingest_starts_object(req, res, &s))
         return;
-    char why[512];
-    json_object *trace = pl_param_json_object(req->body, req->body_len, false, why, sizeof(why));
-    if (!trace) {
-        pl_http_error(res, 400, "%s", why);
+    struct pl_trace_view *t = malloc(sizeof(*t));
+    if (!t) {
+        pl_http_error(res, 503, "out of memory; retry");
         return;
     }
-    int st = pl_trace_validate(trace, "", why, sizeof(why));
+    char why[512];
+    int st = pl_trace_scan(&s, "", t, why, sizeof(why));
+    if (!st && !pl_json_scan_done(&s)) {
+        st = 400;
+        snprintf(why, sizeof(why), "request body has data after the JSON value");
+    }
     if (st) {
         pl_http_error(res, st, "%s", why);
-        json_object_put(trace);
+        free(t);
         return;
     }
     char received_at[40];
     ingest_now(received_at, sizeof(received_at));
-    const char *project = json_object_get_string(json_object_object_get(trace, "project_id"));
     bool is_new = false;
-    if (ingest_publish(req, res, &who, project, &trace, 1, &is_new, received_at)) {
+    if (ingest_publish(req, res, &who, t, 1, &is_new, received_at)) {
         json_object *o = json_object_new_object();
-        json_object_object_add(o, "id", json_object_get(json_object_object_get(trace, "id")));
+        json_object_object_add(o, "id", json_object_new_string(t->id));
         if (is_new)
             json_object_object_add(o, "created_at", json_object_new_string(received_at));
         else
             json_object_object_add(o, "status", json_object_new_string("duplicate"));
         pl_http_json(res, is_new ? 201 : 200, o);
     }
-    json_object_put(trace);
+    free(t);
+}
+
+/*
+ * First pass over a batch body: its JSON syntax and its shape {"traces": [...]}, noting where
+ * each trace starts. Returns the number of traces (more than INGEST_BATCH_MAX are counted, not
+ * noted), or -1 with res filled.
+ */
+static long ingest_batch_shape(struct pl_http_response *res, struct pl_json_scan *s,
+                               const char **starts)
+{
+    bool shape = true, seen = false;
+    long n = 0;
+    struct pl_json_str key;
+    int r;
+    pl_json_scan_enter(s, '{');
+    for (size_t i = 0; (r = pl_json_scan_member(s, i, &key)) == 1; i++) {
+        pl_json_scan_ws(s);
+        if (!pl_json_str_eq(&key, "traces") || seen || *s->p != '[') {
+            struct pl_json_value skipped;
+            shape = false;
+            if (!pl_json_scan_value(s, &skipped))
+                break;
+            continue;
+        }
+        seen = true;
+        pl_json_scan_enter(s, '[');
+        for (size_t k = 0; (r = pl_json_scan_item(s, k)) == 1; k++) {
+            pl_json_scan_ws(s);
+            if (n < INGEST_BATCH_MAX)
+                starts[n] = s->p;
+            n++;
+            struct pl_json_value item;
+            if (!pl_json_scan_value(s, &item)) {
+                r = -1;
+                break;
+            }
+        }
+        if (r < 0)
+            break;
+    }
+    if (r < 0 || s->err[0]) {
+        ingest_bad_json(res, s);
+        return -1;
+    }
+    if (!pl_json_scan_done(s)) {
+        pl_http_error(res, 400, "request body has data after the JSON value");
+        return -1;
+    }
+    if (!shape || !seen) {
+        pl_http_error(res, 400, "body must be {\"traces\": [...]}");
+        return -1;
+    }
+    if (n < 1 || n > INGEST_BATCH_MAX) {
+        pl_http_error(res, 422, "traces must hold 1 to %d traces", INGEST_BATCH_MAX);
+        return -1;
+    }
+    return n;
 }
 
 void api_ingest_batch(struct pl_http_request *req, struct pl_http_response *res)
 {
     struct pl_principal who;
-    if (!api_authorize(req, res, PL_ROLES_WRITE, false, &who) || ingest_has_nul(req, res))
+    struct pl_json_scan s;
+    if (!api_authorize(req, res, PL_ROLES_WRITE, false, &who) || ingest_has_nul(req, res) ||
+        !ingest_starts_object(req, res, &s))
         return;
+    const char *starts[INGEST_BATCH_MAX];
+    long n = ingest_batch_shape(res, &s, starts);
+    if (n < 0)
+        return;
+    struct pl_trace_view *traces = malloc((size_t)n * sizeof(*traces));
+    if (!traces) {
+        pl_http_error(res, 503, "out of memory; retry");
+        return;
+    }
     char why[512];
-    json_object *body = pl_param_json_object(req->body, req->body_len, false, why, sizeof(why));
-    if (!body) {
-        pl_http_error(res, 400, "%s", why);
-        return;
-    }
-    json_object *arr;
-    if (json_object_object_length(body) != 1 || !json_object_object_get_ex(body, "traces", &arr) ||
-        !json_object_is_type(arr, json_type_array)) {
-        pl_http_error(res, 400, "body must be {\"traces\": [...]}");
-        json_object_put(body);
-        return;
-    }
-    size_t n = json_object_array_length(arr);
-    if (n < 1 || n > INGEST_BATCH_MAX) {
-        pl_http_error(res, 422, "traces must hold 1 to %d traces", INGEST_BATCH_MAX);
-        json_object_put(body);
-        return;
-    }
-    json_object *traces[INGEST_BATCH_MAX];
-    const char *project = NULL;
-    for (size_t i = 0; i < n; i++) {
+    for (long i = 0; i < n; i++) {
         char where[32];
-        snprintf(where, sizeof(where), "traces[%zu]", i);
-        traces[i] = json_object_array_get_idx(arr, i);
-        int st = pl_trace_validate(traces[i], where, why, sizeof(why));
+        snprintf(where, sizeof(where), "traces[%ld]", i);
+        pl_json_scan_init(&s, starts[i], (size_t)(req->body + req->body_len - starts[i]));
+        int st = pl_trace_scan(&s, where, &traces[i], why, sizeof(why));
         if (st) {
             pl_http_error(res, st, "%s", why);
-            json_object_put(body);
+            free(traces);
             return;
         }
-        const char *p = json_object_get_string(json_object_object_get(traces[i], "project_id"));
-        if (project && strcmp(project, p) != 0) {
+        if (strcmp(traces[i].project_id, traces[0].project_id) != 0) {
             pl_http_error(res, 422, "%s.project_id: all traces of a batch belong to one project",
                           where);
-            json_object_put(body);
+            free(traces);
             return;
         }
-        project = p;
     }
     char received_at[40];
     ingest_now(received_at, sizeof(received_at));
     bool is_new[INGEST_BATCH_MAX];
-    if (ingest_publish(req, res, &who, project, traces, (int)n, is_new, received_at)) {
-        json_object *items = json_object_new_array();
+    if (ingest_publish(req, res, &who, traces, (int)n, is_new, received_at)) {
+        json_object *items = json_object_new_array_ext((int)n);
         int created = 0;
-        for (size_t i = 0; i < n; i++) {
+        for (long i = 0; i < n; i++) {
             json_object *it = json_object_new_object();
-            json_object_object_add(it, "id",
-                                   json_object_get(json_object_object_get(traces[i], "id")));
+            json_object_object_add(it, "id", json_object_new_string(traces[i].id));
             json_object_object_add(it, "status",
                                    json_object_new_string(is_new[i] ? "created" : "duplicate"));
             json_object_array_add(items, it);
@@ -217,5 +291,5 @@ void api_ingest_batch(struct pl_http_request *req, struct pl_http_response *res)
         json_object_object_add(o, "created_at", json_object_new_string(received_at));
         pl_http_json(res, created ? 201 : 200, o);
     }
-    json_object_put(body);
+    free(traces);
 }

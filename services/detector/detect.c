@@ -9,20 +9,21 @@
 #include "trace.h"
 #include "util.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-/* One valid message of the batch. */
+/* One message of the batch; valid once its envelope and trace passed every check. The
+ * strings of rows and failures point into it and into the message's payload. */
 struct detect_entry {
     struct pl_worker_item *item;
-    json_object *env;
-    json_object *trace;
-    const char *tenant_id;
-    const char *project_id;
-    const char *trace_id;
-    const char *received_at;
+    bool valid;
+    char tenant_id[37];
+    char project_id[37];
+    char received_at[40];
+    struct pl_trace_view t;
 };
 
 /* The enabled rules of one project, compiled for this batch. */
@@ -31,14 +32,6 @@ struct detect_rule {
     char metric_name[128];
     struct pl_eval_rule *rule;
 };
-
-static const char *detect_str(json_object *obj, const char *key)
-{
-    json_object *v;
-    if (!json_object_object_get_ex(obj, key, &v) || !json_object_is_type(v, json_type_string))
-        return NULL;
-    return json_object_get_string(v);
-}
 
 /* YYYY-MM-DDTHH:MM:SS[.ffffff]Z, with calendar ranges checked: what the SQL cast accepts. */
 static bool detect_timestamp_ok(const char *s)
@@ -59,87 +52,154 @@ static bool detect_timestamp_ok(const char *s)
     return end[0] == 'Z' && end[1] == '\0';
 }
 
-/* Checks a pl.traces envelope; on failure fills the item's reason and returns false. */
+/* A uuid member of the envelope, lower-cased into out; false if it is not one. */
+static bool detect_uuid(const struct pl_json_value *v, char out[37])
+{
+    if (v->kind != PL_JSON_STRING || v->str.len != 36)
+        return false;
+    pl_json_str_decode(&v->str, out);
+    for (char *c = out; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    return pl_uuid_valid(out);
+}
+
+/* The envelope's received_at, decoded into out (40 bytes), if it is a timestamp we take. */
+static bool detect_received_at(const struct pl_json_value *v, char out[40])
+{
+    if (v->kind != PL_JSON_STRING || v->str.len >= 40)
+        return false;
+    pl_json_str_decode(&v->str, out);
+    return detect_timestamp_ok(out);
+}
+
+/* Checks a pl.traces envelope and its trace (one pass, no tree); on failure fills the item's
+ * reason and returns false. */
 static bool detect_parse(struct pl_worker_item *item, struct detect_entry *e)
 {
     const rd_kafka_message_t *msg = item->msg;
-    /* PostgreSQL's jsonb cannot hold \u0000: such a trace could never be stored. */
-    if (msg->payload && pl_bytes_contain(msg->payload, msg->len, "\\u0000")) {
-        snprintf(item->reason, sizeof(item->reason), "payload contains a NUL character (\\u0000)");
+    char *why = item->reason;
+    size_t whysz = sizeof(item->reason);
+    e->item = item;
+    if (!msg->payload || msg->len == 0) {
+        snprintf(why, whysz, "empty message");
         return false;
     }
-    static const char *const required[] = {"tenant_id", "project_id", NULL};
-    e->env = pl_worker_parse_event(msg, required, item->reason, sizeof(item->reason));
-    if (!e->env)
+    /* PostgreSQL's jsonb cannot hold \u0000: such a trace could never be stored. */
+    if (pl_bytes_contain(msg->payload, msg->len, "\\u0000")) {
+        snprintf(why, whysz, "payload contains a NUL character (\\u0000)");
         return false;
-    e->item = item;
-    e->tenant_id = detect_str(e->env, "tenant_id");
-    e->project_id = detect_str(e->env, "project_id");
-    e->received_at = detect_str(e->env, "received_at");
-    if (!json_object_object_get_ex(e->env, "trace", &e->trace) ||
-        !json_object_is_type(e->trace, json_type_object))
-        snprintf(item->reason, sizeof(item->reason), "trace must be an object");
-    else if (!(e->trace_id = detect_str(e->trace, "id")) || !*e->trace_id ||
-             strlen(e->trace_id) > 128)
-        snprintf(item->reason, sizeof(item->reason), "trace.id must be a string of 1-128 bytes");
-    else if (!detect_timestamp_ok(e->received_at))
-        snprintf(item->reason, sizeof(item->reason),
+    }
+    struct pl_json_scan s;
+    pl_json_scan_init(&s, msg->payload, msg->len);
+    if (!pl_json_scan_ws(&s) || *s.p != '{') {
+        snprintf(why, whysz, "payload is not a JSON object");
+        return false;
+    }
+    pl_json_scan_enter(&s, '{');
+    struct pl_json_value version = {0}, tenant = {0}, project = {0}, received = {0};
+    bool has_trace = false;
+    int trace_status = 0;
+    char trace_why[sizeof(item->reason)];
+    struct pl_json_str key;
+    int r;
+    for (size_t i = 0; (r = pl_json_scan_member(&s, i, &key)) == 1; i++) {
+        if (pl_json_str_eq(&key, "trace")) {
+            pl_json_scan_ws(&s);
+            if (has_trace || *s.p != '{') {
+                snprintf(why, whysz, "trace must be an object");
+                return false;
+            }
+            has_trace = true;
+            /* The api checked it, but the topic is open to any producer: a value that a SQL
+             * cast would refuse must never reach the batch insert (it would fail every retry).
+             * Its verdict waits for the envelope's own checks. */
+            const char *trace_start = s.p;
+            int depth = s.depth;
+            trace_status = pl_trace_scan(&s, "trace", &e->t, trace_why, sizeof(trace_why));
+            if (trace_status && s.err[0])
+                break;          /* its JSON is broken: nothing after it can be read */
+            if (trace_status) { /* refused midway: skip it to read the rest of the envelope */
+                struct pl_json_value skipped;
+                s.p = trace_start;
+                s.depth = depth;
+                if (!pl_json_scan_value(&s, &skipped))
+                    break;
+            }
+            continue;
+        }
+        struct pl_json_value *v = pl_json_str_eq(&key, "schema_version") ? &version
+                                  : pl_json_str_eq(&key, "tenant_id")    ? &tenant
+                                  : pl_json_str_eq(&key, "project_id")   ? &project
+                                  : pl_json_str_eq(&key, "received_at")  ? &received
+                                                                         : NULL;
+        struct pl_json_value other;
+        if (!pl_json_scan_value(&s, v ? v : &other))
+            break;
+    }
+    if (r != 0 || s.err[0] || !pl_json_scan_done(&s)) {
+        snprintf(why, whysz, "payload is not valid JSON: %s", s.err[0] ? s.err : "trailing data");
+        return false;
+    }
+    if (version.kind != PL_JSON_NUMBER || version.text_len != 1 || version.text[0] != '1')
+        snprintf(why, whysz, "schema_version must be 1");
+    else if (!detect_uuid(&tenant, e->tenant_id))
+        snprintf(why, whysz, "tenant_id must be a uuid string");
+    else if (!detect_uuid(&project, e->project_id))
+        snprintf(why, whysz, "project_id must be a uuid string");
+    else if (!has_trace)
+        snprintf(why, whysz, "trace must be an object");
+    else if (!detect_received_at(&received, e->received_at))
+        snprintf(why, whysz,
                  "received_at must be an ISO-8601 UTC timestamp (2026-01-31T12:00:00.000000Z)");
-    /* The api validated it, but the topic is open to any producer: a value that a SQL cast
-     * would refuse must never reach the batch insert (it would fail every retry). */
-    else if (pl_trace_validate(e->trace, "trace", item->reason, sizeof(item->reason)) != 0)
-        ;
+    else if (trace_status)
+        snprintf(why, whysz, "%s", trace_why);
+    else if (e->t.id_generated)
+        snprintf(why, whysz, "trace.id must be a string of 1-128 bytes");
     else
-        return true;
-    json_object_put(e->env);
-    e->env = NULL;
+        return e->valid = true;
     return false;
 }
 
-/* A member as COPY text: strings as they are, other JSON values as JSON text. */
-static void detect_copy_member(FILE *f, json_object *obj, const char *key, bool as_json)
+/* A trace member as COPY text: strings decoded, other values (and every value of a jsonb
+ * column) as their JSON text. */
+static void detect_copy_value(FILE *f, const struct pl_json_value *v, bool as_json,
+                              struct pl_text_buf *buf)
 {
-    json_object *v = NULL;
-    if (!json_object_object_get_ex(obj, key, &v) || !v) {
-        pl_pg_copy_text(f, NULL, false);
-        return;
-    }
-    if (!as_json && json_object_is_type(v, json_type_string))
-        pl_pg_copy_text(f, json_object_get_string(v), false);
+    if (v->kind == PL_JSON_ABSENT || v->kind == PL_JSON_NULL)
+        pl_pg_copy_textn(f, NULL, 0, false);
+    else if (as_json || v->kind != PL_JSON_STRING)
+        pl_pg_copy_textn(f, v->text, v->text_len, false);
+    else if (!v->str.escaped)
+        pl_pg_copy_textn(f, v->str.raw, v->str.raw_len, false);
     else
-        pl_pg_copy_text(f, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN), false);
+        pl_pg_copy_text(f, pl_json_value_text(v, buf), false);
 }
 
 /* One traces row, in PL_CLUSTER_STORE_TRACE_COLUMNS order. Timestamps come from the envelope
  * (received_at), never now(): a replay writes exactly what the first pass wrote. */
-static void detect_copy_row(FILE *f, const struct detect_entry *e, json_object *eval)
+static void detect_copy_row(FILE *f, const struct detect_entry *e, const char *eval,
+                            struct pl_text_buf *buf)
 {
-    json_object *t = e->trace, *prompt = NULL;
+    const struct pl_json_value *v = e->t.f;
     pl_pg_copy_text(f, e->tenant_id, false);
     pl_pg_copy_text(f, e->project_id, false);
-    pl_pg_copy_text(f, e->trace_id, false);
-    detect_copy_member(f, t, "external_id", false);
-    detect_copy_member(f, t, "name", false);
-    detect_copy_member(f, t, "model", false);
-    detect_copy_member(f, t, "input", true);
-    detect_copy_member(f, t, "output", false);
-    detect_copy_member(f, t, "error", false);
-    detect_copy_member(f, t, "spans", true);
-    detect_copy_member(f, t, "events", true);
-    detect_copy_member(f, t, "tags", true);
-    detect_copy_member(f, t, "metadata", true);
-    detect_copy_member(f, t, "latency_ms", false);
-    detect_copy_member(f, t, "cost", false);
-    pl_pg_copy_text(f, json_object_to_json_string_ext(eval, JSON_C_TO_STRING_PLAIN), false);
-    detect_copy_member(f, t, "eval_scores", true);
-    json_object_object_get_ex(t, "prompt", &prompt);
-    if (prompt) {
-        detect_copy_member(f, prompt, "name", false);
-        detect_copy_member(f, prompt, "version", false);
-    } else {
-        pl_pg_copy_text(f, NULL, false);
-        pl_pg_copy_text(f, NULL, false);
-    }
+    pl_pg_copy_text(f, e->t.id, false);
+    detect_copy_value(f, &v[PL_TF_EXTERNAL_ID], false, buf);
+    detect_copy_value(f, &v[PL_TF_NAME], false, buf);
+    detect_copy_value(f, &v[PL_TF_MODEL], false, buf);
+    detect_copy_value(f, &v[PL_TF_INPUT], true, buf);
+    detect_copy_value(f, &v[PL_TF_OUTPUT], false, buf);
+    detect_copy_value(f, &v[PL_TF_ERROR], false, buf);
+    detect_copy_value(f, &v[PL_TF_SPANS], true, buf);
+    detect_copy_value(f, &v[PL_TF_EVENTS], true, buf);
+    detect_copy_value(f, &v[PL_TF_TAGS], true, buf);
+    detect_copy_value(f, &v[PL_TF_METADATA], true, buf);
+    detect_copy_value(f, &v[PL_TF_LATENCY_MS], false, buf);
+    detect_copy_value(f, &v[PL_TF_COST], false, buf);
+    pl_pg_copy_text(f, eval, false);
+    detect_copy_value(f, &v[PL_TF_EVAL_SCORES], true, buf);
+    detect_copy_value(f, &e->t.prompt_name, false, buf);
+    detect_copy_value(f, &e->t.prompt_version, false, buf);
     pl_pg_copy_text(f, e->received_at, false);
     pl_pg_copy_text(f, e->received_at, true);
 }
@@ -165,7 +225,7 @@ static bool detect_add_failure(struct detect_failures *fs, const struct detect_e
     struct pl_cluster_failure *f = &fs->items[fs->n++];
     f->tenant_id = e->tenant_id;
     f->project_id = e->project_id;
-    f->trace_id = e->trace_id;
+    f->trace_id = e->t.id;
     f->seen_at = e->received_at;
     snprintf(f->error_type, sizeof(f->error_type), "%s", error_type);
     if (pl_template_from_text(message, f->template, sizeof(f->template)) != 0)
@@ -211,36 +271,80 @@ static int detect_load_rules(PGconn *conn, const char *projects_array, struct de
     return rules ? 0 : -1;
 }
 
-/* Evaluates one trace: fills its eval object and appends its failures. */
-static bool detect_evaluate(const struct detect_entry *e, const struct detect_rule *rules,
-                            int nrules, json_object *eval, struct detect_failures *failures)
+/* Scratch space for evaluating one trace at a time. */
+struct detect_scratch {
+    struct pl_text_buf output, error, span_error, misc;
+    FILE *eval; /* the eval column's JSON text */
+    char *eval_text;
+    size_t eval_len;
+};
+
+/* Writes s as a JSON string. */
+static void detect_json_string(FILE *f, const char *s)
 {
-    int span_errors = 0;
-    const char *error = pl_trace_error(e->trace, &span_errors);
-    bool ok = !error || detect_add_failure(failures, e, "error", error);
+    fputc('"', f);
+    for (const char *c = s; *c;) {
+        size_t run = strcspn(c, "\"\\\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b\x0c\r\x0e\x0f"
+                                "\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f");
+        fwrite(c, 1, run, f);
+        c += run;
+        if (*c) {
+            if (*c == '"' || *c == '\\')
+                fprintf(f, "\\%c", *c);
+            else
+                fprintf(f, "\\u%04x", (unsigned char)*c);
+            c++;
+        }
+    }
+    fputc('"', f);
+}
+
+/* Evaluates one trace: writes its eval JSON text to sc->eval and appends its failures. */
+static bool detect_evaluate(const struct detect_entry *e, const struct detect_rule *rules,
+                            int nrules, struct detect_scratch *sc, struct detect_failures *failures)
+{
+    const struct pl_json_value *v = e->t.f;
+    const char *error = pl_json_value_text(&v[PL_TF_ERROR], &sc->error);
+    const char *first = error && *error ? error : NULL;
+    if (!first && e->t.span_errors > 0) {
+        struct pl_json_value span_error = {.kind = PL_JSON_STRING, .str = e->t.first_span_error};
+        first = pl_json_value_text(&span_error, &sc->span_error);
+    }
+    bool ok = !first || detect_add_failure(failures, e, "error", first);
     json_object *scores = NULL;
-    json_object_object_get_ex(e->trace, "eval_scores", &scores);
+    if (v[PL_TF_EVAL_SCORES].kind == PL_JSON_OBJECT)
+        scores = json_tokener_parse(pl_json_value_text(&v[PL_TF_EVAL_SCORES], &sc->misc));
     struct pl_eval_input in = {
-        .output = pl_trace_output(e->trace),
-        .error = detect_str(e->trace, "error"),
-        .n_span_errors = (size_t)span_errors,
+        .output = pl_json_value_text(&v[PL_TF_OUTPUT], &sc->output),
+        .error = error,
+        .n_span_errors = e->t.span_errors,
         .eval_scores = scores,
     };
+    rewind(sc->eval);
+    fputc('{', sc->eval);
+    bool first_rule = true;
     for (int i = 0; i < nrules; i++) {
         if (strcmp(rules[i].project_id, e->project_id) != 0)
             continue;
         struct pl_eval_result r;
         pl_eval_rule_run(rules[i].rule, &in, &r);
-        json_object *o = json_object_new_object();
-        json_object_object_add(o, "passed", json_object_new_boolean(r.passed));
-        json_object_object_add(o, "feedback", json_object_new_string(r.feedback));
-        json_object_object_add(eval, rules[i].metric_name, o);
+        if (!first_rule)
+            fputc(',', sc->eval);
+        first_rule = false;
+        detect_json_string(sc->eval, rules[i].metric_name);
+        fprintf(sc->eval, ":{\"passed\":%s,\"feedback\":", r.passed ? "true" : "false");
+        detect_json_string(sc->eval, r.feedback);
+        fputc('}', sc->eval);
         if (!r.passed) {
             char type[160];
             snprintf(type, sizeof(type), "rule:%s", rules[i].metric_name);
             ok = ok && detect_add_failure(failures, e, type, r.feedback);
         }
     }
+    fputc('}', sc->eval);
+    fputc('\0', sc->eval);
+    fflush(sc->eval);
+    json_object_put(scores);
     return ok;
 }
 
@@ -254,7 +358,7 @@ static int detect_check_projects(PGconn *conn, struct detect_entry *es, size_t n
     if (!res)
         return -1;
     for (size_t i = 0; i < n; i++) {
-        if (!es[i].env)
+        if (!es[i].valid)
             continue;
         bool ok = false;
         for (int r = 0; r < PQntuples(res) && !ok; r++)
@@ -264,8 +368,7 @@ static int detect_check_projects(PGconn *conn, struct detect_entry *es, size_t n
             es[i].item->result = PL_HANDLE_DLQ;
             snprintf(es[i].item->reason, sizeof(es[i].item->reason),
                      "project %s does not exist for tenant %s", es[i].project_id, es[i].tenant_id);
-            json_object_put(es[i].env);
-            es[i].env = NULL;
+            es[i].valid = false;
         }
     }
     PQclear(res);
@@ -281,7 +384,7 @@ static char *detect_projects_array(const struct detect_entry *es, size_t n)
     size_t len = 0;
     s[len++] = '{';
     for (size_t i = 0; i < n; i++) {
-        if (!es[i].env)
+        if (!es[i].valid)
             continue;
         /* Against the distinct ids so far (a batch has few projects), not every entry. */
         s[len] = '\0';
@@ -309,8 +412,6 @@ void detect_release(void *p)
     struct detect_state *st = p;
     if (!st)
         return;
-    for (size_t i = 0; st->es && i < st->n; i++)
-        json_object_put(st->es[i].env);
     free(st->es);
     free(st->rows);
     free(st->failures.items);
@@ -333,6 +434,7 @@ void *detect_prepare(struct pl_service *svc, struct pl_worker_item *items, size_
     FILE *copy = open_memstream(&st->rows, &st->rows_len);
     PGconn *conn = NULL;
     struct pl_pg_error err;
+    struct detect_scratch sc = {0};
     if (!(st->es = calloc(n, sizeof(*st->es))) || !copy)
         goto out;
     struct detect_entry *es = st->es;
@@ -354,21 +456,27 @@ void *detect_prepare(struct pl_service *svc, struct pl_worker_item *items, size_
         pl_warn("detector: database: %s", err.message);
         goto out;
     }
+    if (!(sc.eval = open_memstream(&sc.eval_text, &sc.eval_len)))
+        goto out;
     for (size_t i = 0; i < n; i++) {
-        if (!es[i].env)
+        if (!es[i].valid)
             continue;
-        json_object *eval = json_object_new_object();
-        bool evaluated = detect_evaluate(&es[i], rules, nrules, eval, &st->failures);
-        detect_copy_row(copy, &es[i], eval);
-        json_object_put(eval);
-        if (!evaluated) {
+        if (!detect_evaluate(&es[i], rules, nrules, &sc, &st->failures)) {
             pl_warn("detector: out of memory evaluating a batch");
             goto out;
         }
+        detect_copy_row(copy, &es[i], sc.eval_text, &sc.misc);
         st->stored++;
     }
     ok = true;
 out:
+    if (sc.eval)
+        fclose(sc.eval);
+    free(sc.eval_text);
+    free(sc.output.p);
+    free(sc.error.p);
+    free(sc.span_error.p);
+    free(sc.misc.p);
     if (conn)
         pl_pg_release(svc->pg, conn);
     for (int i = 0; i < nrules; i++)
