@@ -66,17 +66,52 @@ static struct pl_metric *worker_counter(const char *result)
 }
 
 /* Rewinds every partition of the batch to its first message there (transient failure). */
+/* The first (or last) message of each partition the batch holds, into ends (n slots): O(n x
+ * partitions), a batch spans few. Returns how many. */
+static size_t worker_partition_ends(const struct pl_worker_item *items, size_t n, bool last,
+                                    const rd_kafka_message_t **ends)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const rd_kafka_message_t *m = items[i].msg;
+        size_t j = 0;
+        while (j < k && !(ends[j]->rkt == m->rkt && ends[j]->partition == m->partition))
+            j++;
+        if (j == k)
+            ends[k++] = m;
+        else if (last)
+            ends[j] = m;
+    }
+    return k;
+}
+
 static void worker_rewind(struct pl_consumer *c, struct pl_worker_item *items, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        bool first = true;
-        for (size_t j = 0; j < i; j++)
-            if (items[j].msg->rkt == items[i].msg->rkt &&
-                items[j].msg->partition == items[i].msg->partition)
-                first = false;
-        if (first)
+    const rd_kafka_message_t **firsts = malloc(n * sizeof(*firsts));
+    if (!firsts) {
+        for (size_t i = n; i-- > 0;) /* the earliest of each partition is sought last */
             pl_consumer_rewind(c, items[i].msg);
+        return;
     }
+    size_t k = worker_partition_ends(items, n, false, firsts);
+    for (size_t i = 0; i < k; i++)
+        pl_consumer_rewind(c, firsts[i]);
+    free(firsts);
+}
+
+/* Marks a handled batch's messages processed: the last offset of each partition. */
+static void worker_store_offsets(struct pl_consumer *c, struct pl_worker_item *items, size_t n)
+{
+    const rd_kafka_message_t **lasts = malloc(n * sizeof(*lasts));
+    if (!lasts) {
+        for (size_t i = 0; i < n; i++)
+            pl_consumer_store(c, items[i].msg);
+        return;
+    }
+    size_t k = worker_partition_ends(items, n, true, lasts);
+    for (size_t i = 0; i < k; i++)
+        pl_consumer_store(c, lasts[i]);
+    free(lasts);
 }
 
 /* Collects up to max messages: waits for the first, then at most max_wait_ms more. */
@@ -158,10 +193,12 @@ static bool worker_settle(struct worker_batch *b, struct pl_consumer *c)
         m_ok = worker_counter("handled");
         m_dlq = worker_counter("dead_lettered");
     }
-    for (size_t i = 0; i < b->n; i++) {
-        pl_metric_add(b->items[i].result == PL_HANDLE_DLQ ? m_dlq : m_ok, 1);
-        pl_consumer_store(c, b->items[i].msg);
-    }
+    size_t dead = 0;
+    for (size_t i = 0; i < b->n; i++)
+        dead += b->items[i].result == PL_HANDLE_DLQ;
+    pl_metric_add(m_dlq, (int64_t)dead);
+    pl_metric_add(m_ok, (int64_t)(b->n - dead));
+    worker_store_offsets(c, b->items, b->n);
     return true;
 }
 
@@ -199,10 +236,12 @@ int pl_worker_run_stages(struct pl_service *svc, const char *const *topics,
         next->n = pl_running ? worker_gather(c, next->items, max_batch, max_wait_ms) : 0;
         if (next->n > 0)
             next->state = stages->prepare(svc, next->items, next->n, arg);
+        struct worker_batch *done = NULL;
         if (stored->storing) {
             if (stored->threaded)
                 pthread_join(stored->thread, NULL);
             stored->storing = false;
+            done = stored;
             if (!worker_settle(stored, c)) {
                 pl_warn("retrying %zu message(s) in %d ms: %s", stored->n + next->n, backoff,
                         stored->items[0].reason[0] ? stored->items[0].reason : "transient failure");
@@ -217,17 +256,20 @@ int pl_worker_run_stages(struct pl_service *svc, const char *const *topics,
             } else {
                 backoff = 100;
             }
-            worker_batch_clear(stored);
         }
-        if (next->n == 0)
-            continue;
-        next->threaded = pthread_create(&next->thread, NULL, worker_store_thread, next) == 0;
-        if (!next->threaded)
-            worker_store_thread(next); /* no thread to spare: store on this one */
-        next->storing = true;
-        struct worker_batch *t = stored;
-        stored = next;
-        next = t;
+        if (next->n > 0) {
+            next->threaded = pthread_create(&next->thread, NULL, worker_store_thread, next) == 0;
+            if (!next->threaded)
+                worker_store_thread(next); /* no thread to spare: store on this one */
+            next->storing = true;
+        }
+        if (done) /* freed once the next store runs: off its critical path */
+            worker_batch_clear(done);
+        if (next->n > 0) {
+            struct worker_batch *t = stored;
+            stored = next;
+            next = t;
+        }
     }
     pl_info("stopping: committing offsets and leaving group %s", svc->cfg.kafka_group_id);
     free(batches[0].items);

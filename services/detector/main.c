@@ -8,7 +8,7 @@
 
 #include <stdlib.h>
 
-#define DETECT_BATCH_MAX     2000
+#define DETECT_BATCH_MAX     5000
 #define DETECT_BATCH_WAIT_MS 50
 
 int main(int argc, char **argv)
