@@ -32,6 +32,59 @@ static void pg_error_from_conn(PGconn *conn, const PGresult *res, struct pl_pg_e
 }
 
 /* Server notices ("... already exists, skipping") are not errors: debug log only. */
+/* Named statements prepared on each connection: prepared on first use, forgotten when the
+ * pool resets or closes the connection (a new session has none). */
+static struct {
+    pthread_mutex_t lock;
+    struct pg_prepared {
+        const PGconn *conn;
+        const char *name; /* a string literal of the caller */
+    } * items;
+    size_t n, cap;
+} pg_prepared = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static bool pg_prepared_has(const PGconn *conn, const char *name)
+{
+    bool found = false;
+    pthread_mutex_lock(&pg_prepared.lock);
+    for (size_t i = 0; i < pg_prepared.n && !found; i++)
+        found = pg_prepared.items[i].conn == conn && strcmp(pg_prepared.items[i].name, name) == 0;
+    pthread_mutex_unlock(&pg_prepared.lock);
+    return found;
+}
+
+static void pg_prepared_add(const PGconn *conn, const char *name)
+{
+    pthread_mutex_lock(&pg_prepared.lock);
+    if (pg_prepared.n == pg_prepared.cap) {
+        size_t cap = pg_prepared.cap ? 2 * pg_prepared.cap : 16;
+        struct pg_prepared *items = realloc(pg_prepared.items, cap * sizeof(*items));
+        if (items) {
+            pg_prepared.items = items;
+            pg_prepared.cap = cap;
+        }
+    }
+    if (pg_prepared.n < pg_prepared.cap) /* else: prepared again next time, harmless */
+        pg_prepared.items[pg_prepared.n++] = (struct pg_prepared){conn, name};
+    pthread_mutex_unlock(&pg_prepared.lock);
+}
+
+static void pg_prepared_forget(const PGconn *conn)
+{
+    pthread_mutex_lock(&pg_prepared.lock);
+    for (size_t i = 0; i < pg_prepared.n;)
+        if (pg_prepared.items[i].conn == conn)
+            pg_prepared.items[i] = pg_prepared.items[--pg_prepared.n];
+        else
+            i++;
+    if (pg_prepared.n == 0) {
+        free(pg_prepared.items);
+        pg_prepared.items = NULL;
+        pg_prepared.cap = 0;
+    }
+    pthread_mutex_unlock(&pg_prepared.lock);
+}
+
 static void pg_notice(void *arg, const char *message)
 {
     (void)arg;
@@ -78,8 +131,10 @@ void pl_pg_pool_destroy(struct pl_pg_pool *pool)
 {
     if (!pool)
         return;
-    for (int i = 0; i < pool->nidle; i++)
+    for (int i = 0; i < pool->nidle; i++) {
+        pg_prepared_forget(pool->idle[i]);
         PQfinish(pool->idle[i]);
+    }
     pthread_mutex_destroy(&pool->lock);
     pthread_cond_destroy(&pool->freed);
     free(pool->idle);
@@ -99,12 +154,15 @@ PGconn *pl_pg_acquire(struct pl_pg_pool *pool, struct pl_pg_error *err)
         pool->nopen++; /* reserve a slot; connect outside the lock */
     pthread_mutex_unlock(&pool->lock);
 
-    if (conn && PQstatus(conn) != CONNECTION_OK)
+    if (conn && PQstatus(conn) != CONNECTION_OK) {
+        pg_prepared_forget(conn);
         PQreset(conn);
+    }
     if (!conn)
         conn = pl_pg_connect(pool->dsn, err);
     else if (PQstatus(conn) != CONNECTION_OK) {
         pg_error_from_conn(conn, NULL, err);
+        pg_prepared_forget(conn);
         PQfinish(conn);
         conn = NULL;
     }
@@ -151,6 +209,31 @@ PGresult *pl_pg_query(PGconn *conn, const char *sql, int nparams, const char *co
         return res;
     pg_error_from_conn(conn, res, err);
     PQclear(res);
+    return NULL;
+}
+
+PGresult *pl_pg_query_prepared(PGconn *conn, const char *name, const char *sql, int nparams,
+                               const char *const *params, struct pl_pg_error *err)
+{
+    if (!pg_prepared_has(conn, name)) {
+        PGresult *res = PQprepare(conn, name, sql, nparams, NULL);
+        bool ok = res && PQresultStatus(res) == PGRES_COMMAND_OK;
+        if (!ok) {
+            pg_error_from_conn(conn, res, err);
+            PQclear(res);
+            return NULL;
+        }
+        PQclear(res);
+        pg_prepared_add(conn, name);
+    }
+    PGresult *res = PQexecPrepared(conn, name, nparams, params, NULL, NULL, 0);
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        return res;
+    pg_error_from_conn(conn, res, err);
+    PQclear(res);
+    if (strcmp(err->sqlstate, "26000") == 0) /* the session lost it: prepare again next time */
+        pg_prepared_forget(conn);
     return NULL;
 }
 

@@ -47,6 +47,13 @@ bool pl_pg_ping(struct pl_pg_pool *pool);
 PGresult *pl_pg_query(PGconn *conn, const char *sql, int nparams, const char *const *params,
                       struct pl_pg_error *err);
 
+/**
+ * @brief pl_pg_query for a hot statement: prepared once per pooled connection under name (a
+ *        string literal, one per sql), so PostgreSQL parses and plans it once per session.
+ */
+PGresult *pl_pg_query_prepared(PGconn *conn, const char *name, const char *sql, int nparams,
+                               const char *const *params, struct pl_pg_error *err);
+
 /** @brief Runs a statement that returns nothing of interest; 0 or -1 with err filled. */
 int pl_pg_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
                struct pl_pg_error *err);

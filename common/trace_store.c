@@ -15,8 +15,8 @@ int pl_trace_store_claim(PGconn *conn, const char *tenant_id, const char *projec
     }
     const char *params[3] = {tenant_id, project_id, arr};
     /* The ordinality says which input a new row came from: no per-id string matching. */
-    PGresult *res = pl_pg_query(
-        conn,
+    PGresult *res = pl_pg_query_prepared(
+        conn, "pl_ingest_claim",
         "WITH p AS (SELECT id FROM projects WHERE id = $2 AND tenant_id = $1"
         "           AND archived_at IS NULL),"
         " ids AS (SELECT t, min(i) AS i FROM unnest($3::text[]) WITH ORDINALITY u(t, i)"
