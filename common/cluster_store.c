@@ -11,8 +11,16 @@
 static int cluster_store_copy(PGconn *conn, const char *copy, const char *rows, size_t len,
                               struct pl_pg_error *err)
 {
+    err->sqlstate[0] = '\0';
+    err->message[0] = '\0';
     PGresult *res = PQexec(conn, copy);
     int rc = PQresultStatus(res) == PGRES_COPY_IN ? 0 : -1;
+    if (rc != 0) {
+        const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        snprintf(err->sqlstate, sizeof(err->sqlstate), "%s", state ? state : "");
+        snprintf(err->message, sizeof(err->message), "%s",
+                 res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+    }
     PQclear(res);
     if (rc == 0 && (PQputCopyData(conn, rows, (int)len) != 1 || PQputCopyEnd(conn, NULL) != 1))
         rc = -1;

@@ -1,5 +1,6 @@
 #include "json_scan.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@ void pl_json_scan_init(struct pl_json_scan *s, const char *text, size_t len)
     s->p = text;
     s->end = text + len;
     s->depth = 0;
+    s->nul = false;
     s->err[0] = '\0';
 }
 
@@ -90,8 +92,10 @@ static size_t scan_unicode(struct pl_json_scan *s, const char *p, size_t *used)
         return scan_fail(s, "invalid \\u escape"), 0;
     int cp = scan_hex4(p);
     *used = 4;
-    if (cp == 0)
+    if (cp == 0) {
+        s->nul = true;
         return scan_fail(s, "NUL characters (\\u0000) are not supported"), 0;
+    }
     if (cp >= 0xdc00 && cp <= 0xdfff)
         return scan_fail(s, "unpaired surrogate in a \\u escape"), 0;
     if (cp >= 0xd800 && cp <= 0xdbff) {
@@ -198,8 +202,12 @@ static bool scan_number(struct pl_json_scan *s, struct pl_json_value *v)
     char buf[SCAN_NUMBER_MAX + 1];
     memcpy(buf, s->p, n);
     buf[n] = '\0';
-    if (!is_int && !isfinite(strtod(buf, NULL)))
-        return scan_fail(s, "number out of range");
+    if (!is_int) {
+        errno = 0;
+        double d = strtod(buf, NULL);
+        if (errno == ERANGE && (d == 0 || !isfinite(d))) /* as PostgreSQL's float8in */
+            return scan_fail(s, "number out of range");
+    }
     v->is_int = is_int;
     s->p = p;
     return true;

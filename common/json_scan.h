@@ -42,6 +42,7 @@ struct pl_json_value {
 struct pl_json_scan {
     const char *p, *end;
     int depth;
+    bool nul; /* the error is a \u0000 escape (PostgreSQL's jsonb cannot hold one) */
     char err[128];
 };
 

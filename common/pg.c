@@ -217,7 +217,10 @@ PGresult *pl_pg_query_prepared(PGconn *conn, const char *name, const char *sql, 
 {
     if (!pg_prepared_has(conn, name)) {
         PGresult *res = PQprepare(conn, name, sql, nparams, NULL);
-        bool ok = res && PQresultStatus(res) == PGRES_COMMAND_OK;
+        const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        /* 42P05: the session has it already (it could not be recorded last time). */
+        bool ok = res && (PQresultStatus(res) == PGRES_COMMAND_OK ||
+                          (state && strcmp(state, "42P05") == 0));
         if (!ok) {
             pg_error_from_conn(conn, res, err);
             PQclear(res);
@@ -232,7 +235,7 @@ PGresult *pl_pg_query_prepared(PGconn *conn, const char *name, const char *sql, 
         return res;
     pg_error_from_conn(conn, res, err);
     PQclear(res);
-    if (strcmp(err->sqlstate, "26000") == 0) /* the session lost it: prepare again next time */
+    if (err && strcmp(err->sqlstate, "26000") == 0) /* the session lost it: prepare again */
         pg_prepared_forget(conn);
     return NULL;
 }

@@ -90,6 +90,10 @@ static int trace_fail(char *err, size_t errsz, int status, const char *where, co
 
 static int trace_syntax(struct pl_json_scan *s, const char *where, char *err, size_t errsz)
 {
+    if (s->nul) {
+        snprintf(err, errsz, "NUL characters (\\u0000) are not supported in traces");
+        return 422;
+    }
     snprintf(err, errsz, "%s%sinvalid JSON: %s", where, *where ? ": " : "", s->err);
     return 400;
 }
@@ -113,9 +117,12 @@ static int trace_scan_object(struct pl_json_scan *s, const struct trace_field *f
             if (pl_json_str_eq(&key, fields[k].name))
                 f = &fields[k];
         if (!f) {
+            /* At most 64 bytes of it, cut before a UTF-8 continuation byte. */
+            size_t cut = key.raw_len < 64 ? key.raw_len : 64;
+            while (cut < key.raw_len && cut > 0 && ((unsigned char)key.raw[cut] & 0xc0) == 0x80)
+                cut--;
             char name[72];
-            snprintf(name, sizeof(name), "%.*s", (int)(key.raw_len < 64 ? key.raw_len : 64),
-                     key.raw);
+            snprintf(name, sizeof(name), "%.*s", (int)cut, key.raw);
             snprintf(err, errsz, "%s%sunknown field \"%s\"", where, *where ? ": " : "", name);
             return 400;
         }

@@ -115,19 +115,14 @@ out:
     return ok;
 }
 
-/* PostgreSQL's jsonb cannot hold \u0000, so such a trace could never be stored. */
-static bool ingest_has_nul(struct pl_http_request *req, struct pl_http_response *res)
-{
-    if (!pl_bytes_contain(req->body, req->body_len, "\\u0000"))
-        return false;
-    pl_http_error(res, 422, "NUL characters (\\u0000) are not supported in traces");
-    return true;
-}
-
 /* Fails the request with the scanner's syntax error. */
 static void ingest_bad_json(struct pl_http_response *res, const struct pl_json_scan *s)
 {
-    pl_http_error(res, 400, "request body is not valid JSON: %s", s->err);
+    /* PostgreSQL's jsonb cannot hold \u0000, so such a trace could never be stored. */
+    if (s->nul)
+        pl_http_error(res, 422, "NUL characters (\\u0000) are not supported in traces");
+    else
+        pl_http_error(res, 400, "request body is not valid JSON: %s", s->err);
 }
 
 /* The body must be a JSON object: its first byte (after whitespace) is '{'. */
@@ -145,7 +140,7 @@ void api_ingest_one(struct pl_http_request *req, struct pl_http_response *res)
 {
     struct pl_principal who;
     struct pl_json_scan s;
-    if (!api_authorize(req, res, PL_ROLES_WRITE, false, &who) || ingest_has_nul(req, res) ||
+    if (!api_authorize(req, res, PL_ROLES_WRITE, false, &who) ||
         !ingest_starts_object(req, res, &s))
         return;
     struct pl_trace_view *t = malloc(sizeof(*t));
@@ -193,8 +188,7 @@ static long ingest_batch_shape(struct pl_http_response *res, struct pl_json_scan
     int r;
     pl_json_scan_enter(s, '{');
     for (size_t i = 0; (r = pl_json_scan_member(s, i, &key)) == 1; i++) {
-        pl_json_scan_ws(s);
-        if (!pl_json_str_eq(&key, "traces") || seen || *s->p != '[') {
+        if (!pl_json_str_eq(&key, "traces") || seen || !pl_json_scan_ws(s) || *s->p != '[') {
             struct pl_json_value skipped;
             shape = false;
             if (!pl_json_scan_value(s, &skipped))
@@ -240,7 +234,7 @@ void api_ingest_batch(struct pl_http_request *req, struct pl_http_response *res)
 {
     struct pl_principal who;
     struct pl_json_scan s;
-    if (!api_authorize(req, res, PL_ROLES_WRITE, false, &who) || ingest_has_nul(req, res) ||
+    if (!api_authorize(req, res, PL_ROLES_WRITE, false, &who) ||
         !ingest_starts_object(req, res, &s))
         return;
     const char *starts[INGEST_BATCH_MAX];

@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* One message of the batch; valid once its envelope and trace passed every check. The
  * strings of rows and failures point into it and into the message's payload. */
@@ -33,15 +32,34 @@ struct detect_rule {
     struct pl_eval_rule *rule;
 };
 
-/* YYYY-MM-DDTHH:MM:SS[.ffffff]Z, with calendar ranges checked: what the SQL cast accepts. */
+/* n digits at p as a number, or -1. */
+static int detect_digits(const char *p, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    return v;
+}
+
+/* YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z with every field in its calendar range (what the SQL cast
+ * takes; a value it refuses would fail the batch on every retry), fixed widths (the cluster
+ * store orders these texts). */
 static bool detect_timestamp_ok(const char *s)
 {
-    if (!s)
+    static const int days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (strlen(s) < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
+        s[16] != ':')
         return false;
-    struct tm tm = {0};
-    const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (!end || tm.tm_year < 0 || tm.tm_year > 8000)
+    int y = detect_digits(s, 4), mo = detect_digits(s + 5, 2), d = detect_digits(s + 8, 2),
+        h = detect_digits(s + 11, 2), mi = detect_digits(s + 14, 2), sec = detect_digits(s + 17, 2);
+    bool leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > days[mo - 1] || (mo == 2 && d == 29 && !leap) ||
+        h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 59)
         return false;
+    const char *end = s + 19;
     if (*end == '.') {
         int digits = 0;
         for (end++; *end >= '0' && *end <= '9'; end++)
@@ -84,11 +102,6 @@ static bool detect_parse(struct pl_worker_item *item, struct detect_entry *e)
         snprintf(why, whysz, "empty message");
         return false;
     }
-    /* PostgreSQL's jsonb cannot hold \u0000: such a trace could never be stored. */
-    if (pl_bytes_contain(msg->payload, msg->len, "\\u0000")) {
-        snprintf(why, whysz, "payload contains a NUL character (\\u0000)");
-        return false;
-    }
     struct pl_json_scan s;
     pl_json_scan_init(&s, msg->payload, msg->len);
     if (!pl_json_scan_ws(&s) || *s.p != '{') {
@@ -104,8 +117,7 @@ static bool detect_parse(struct pl_worker_item *item, struct detect_entry *e)
     int r;
     for (size_t i = 0; (r = pl_json_scan_member(&s, i, &key)) == 1; i++) {
         if (pl_json_str_eq(&key, "trace")) {
-            pl_json_scan_ws(&s);
-            if (has_trace || *s.p != '{') {
+            if (has_trace || !pl_json_scan_ws(&s) || *s.p != '{') {
                 snprintf(why, whysz, "trace must be an object");
                 return false;
             }
@@ -114,17 +126,21 @@ static bool detect_parse(struct pl_worker_item *item, struct detect_entry *e)
              * cast would refuse must never reach the batch insert (it would fail every retry).
              * Its verdict waits for the envelope's own checks. */
             const char *trace_start = s.p;
+            /* The trace's nesting counts from its own top, as for POST /v1/ingest: whatever
+             * the api took, this takes. */
             int depth = s.depth;
+            s.depth = 0;
             trace_status = pl_trace_scan(&s, "trace", &e->t, trace_why, sizeof(trace_why));
             if (trace_status && s.err[0])
                 break;          /* its JSON is broken: nothing after it can be read */
             if (trace_status) { /* refused midway: skip it to read the rest of the envelope */
                 struct pl_json_value skipped;
                 s.p = trace_start;
-                s.depth = depth;
+                s.depth = 0;
                 if (!pl_json_scan_value(&s, &skipped))
                     break;
             }
+            s.depth = depth;
             continue;
         }
         struct pl_json_value *v = pl_json_str_eq(&key, "schema_version") ? &version
@@ -305,17 +321,22 @@ static bool detect_evaluate(const struct detect_entry *e, const struct detect_ru
 {
     const struct pl_json_value *v = e->t.f;
     const char *error = pl_json_value_text(&v[PL_TF_ERROR], &sc->error);
-    const char *first = error && *error ? error : NULL;
-    if (!first && e->t.span_errors > 0) {
-        struct pl_json_value span_error = {.kind = PL_JSON_STRING, .str = e->t.first_span_error};
-        first = pl_json_value_text(&span_error, &sc->span_error);
-    }
+    const char *output = pl_json_value_text(&v[PL_TF_OUTPUT], &sc->output);
+    const char *scores_text = pl_json_value_text(&v[PL_TF_EVAL_SCORES], &sc->misc);
+    struct pl_json_value span_error = {.kind = PL_JSON_STRING, .str = e->t.first_span_error};
+    const char *first_span_error =
+        e->t.span_errors > 0 ? pl_json_value_text(&span_error, &sc->span_error) : NULL;
+    /* NULL for a value that is there: no memory to decode it; the batch is retried. */
+    if ((!error && v[PL_TF_ERROR].kind == PL_JSON_STRING) ||
+        (!output && v[PL_TF_OUTPUT].kind > PL_JSON_NULL) ||
+        (!scores_text && v[PL_TF_EVAL_SCORES].kind == PL_JSON_OBJECT) ||
+        (!first_span_error && e->t.span_errors > 0))
+        return false;
+    const char *first = error && *error ? error : first_span_error;
     bool ok = !first || detect_add_failure(failures, e, "error", first);
-    json_object *scores = NULL;
-    if (v[PL_TF_EVAL_SCORES].kind == PL_JSON_OBJECT)
-        scores = json_tokener_parse(pl_json_value_text(&v[PL_TF_EVAL_SCORES], &sc->misc));
+    json_object *scores = scores_text ? json_tokener_parse(scores_text) : NULL;
     struct pl_eval_input in = {
-        .output = pl_json_value_text(&v[PL_TF_OUTPUT], &sc->output),
+        .output = output,
         .error = error,
         .n_span_errors = e->t.span_errors,
         .eval_scores = scores,

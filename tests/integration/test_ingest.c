@@ -10,6 +10,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,9 @@ static void test_validation(void **state)
         {"\"prompt\":{\"name\":\"p\",\"version\":0}", 400, "prompt.version"},
         {"\"eval_scores\":{\"m\":\"high\"}", 400, "eval_scores"},
         {"\"output\":\"a\\u0000b\"", 422, "NUL"},
+        {"\"cost\":1e-400", 400, "out of range"},
+        {"\"name\":\"a\",\"name\":\"b\"", 400, "name is given twice"},
+        {"\"error\":\"\\udc00\"", 400, "surrogate"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char body[512], err[512];
@@ -169,6 +173,62 @@ static void test_accept_duplicate_and_kafka(void **state)
     itest_response_free(&r);
 }
 
+/* What the api accepts, the detector stores: edge cases of the one-pass checks on both sides
+ * (nesting as deep as POST /v1/ingest takes, an escaped backslash before "u0000", a subnormal
+ * cost, an upper-case project id, a generated id). */
+static void test_accepted_is_stored(void **state)
+{
+    (void)state;
+    char upper[40], nested[256] = "", closing[64] = "", body[1024], ids[4][80];
+    snprintf(upper, sizeof(upper), "%s", t.project_id);
+    for (char *c = upper; *c; c++)
+        *c = (char)toupper((unsigned char)*c);
+    for (int i = 0; i < 31; i++) { /* the trace and 31 objects in it: 32 levels, the most */
+        snprintf(nested + 5 * i, sizeof(nested) - 5 * (size_t)i, "{\"a\":");
+        closing[i] = '}';
+    }
+    for (int i = 0; i < 4; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "stored-%d-%lld-%d", (int)getpid(), (long long)pl_now_ms(),
+                 i);
+        if (i == 0)
+            snprintf(body, sizeof(body), "{\"project_id\":\"%s\",\"id\":\"%s\",\"metadata\":%s1%s}",
+                     t.project_id, ids[i], nested, closing);
+        else if (i == 1)
+            snprintf(body, sizeof(body),
+                     "{\"project_id\":\"%s\",\"id\":\"%s\",\"output\":\"\\\\u0000 is text\"}",
+                     t.project_id, ids[i]);
+        else if (i == 2)
+            snprintf(body, sizeof(body), "{\"project_id\":\"%s\",\"id\":\"%s\",\"cost\":4.9e-324}",
+                     upper, ids[i]);
+        else
+            snprintf(body, sizeof(body), "{\"project_id\":\"%s\",\"name\":\"generated id\"}",
+                     upper);
+        struct itest_response r = itest_api("POST", "/v1/ingest", t.member_key, body);
+        if (r.status != 201)
+            fail_msg("trace %d: %ld %s", i, r.status, r.body);
+        snprintf(ids[i], sizeof(ids[i]), "%s", itest_json_str(&r, "id"));
+        itest_response_free(&r);
+    }
+    for (int i = 0; i < 4; i++) {
+        const char *p[2] = {t.project_id, ids[i]};
+        char *n = NULL;
+        for (int64_t deadline = pl_now_ms() + 30000; pl_now_ms() < deadline; pl_sleep_ms(100)) {
+            free(n);
+            n = itest_sql(db, "SELECT count(*) FROM traces WHERE project_id = $1 AND id = $2", 2,
+                          p);
+            if (strcmp(n, "1") == 0)
+                break;
+        }
+        if (strcmp(n, "1") != 0)
+            fail_msg("trace %d (%s) was not stored by the detector", i, ids[i]);
+        free(n);
+    }
+    const char *p[2] = {t.project_id, ids[1]};
+    char *out = itest_sql(db, "SELECT output FROM traces WHERE project_id = $1 AND id = $2", 2, p);
+    assert_string_equal(out, "\\u0000 is text");
+    free(out);
+}
+
 static void broker(const char *state)
 {
     char path[64];
@@ -208,6 +268,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_validation),
         cmocka_unit_test(test_accept_duplicate_and_kafka),
+        cmocka_unit_test(test_accepted_is_stored),
         cmocka_unit_test(test_broker_down_is_503),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

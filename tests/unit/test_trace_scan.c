@@ -34,6 +34,8 @@ static void test_syntax(void **state)
                           "\"\\u00e9\\ud83d\\ude00\"",
                           "0",
                           "-0.0",
+                          "[4.9e-324]",
+                          "[1e308]",
                           "{\"a\":{\"b\":[[]]}}"};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
         if (!scans(good[i]))
@@ -43,7 +45,7 @@ static void test_syntax(void **state)
                          "[Infinity]", "[tru]",         "{\"a\" 1}",      "[\"\t\"]",
                          "[\"\\x\"]",  "[\"\\ud800\"]", "[\"\\udc00\"]",  "[\"\\u0000\"]",
                          "[1] x",      "[\"\xc3\"]",    "[\"\xc0\xaf\"]", "[\"\xed\xa0\x80\"]",
-                         "[1e400]",    "/* c */ 1",     "[\"abc"};
+                         "[1e400]",    "[1e-400]",      "/* c */ 1",      "[\"abc"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (scans(bad[i]))
             fail_msg("accepted: %s", bad[i]);
@@ -120,6 +122,8 @@ static void test_trace_rules(void **state)
         {"\"prompt\":{\"version\":2}", 400, "prompt.name"},
         {"\"eval_scores\":{\"m\":\"high\"}", 400, "eval_scores values must be numbers"},
         {"\"error\":\"\\ud800\"", 400, "unpaired surrogate"},
+        {"\"output\":\"a\\u0000\"", 422, "NUL characters"},
+        {"\"output\":\"\\\\u0000\"", 0, ""},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct pl_trace_view t;
