@@ -68,14 +68,3 @@ void pl_sleep_ms(int ms)
         ;
 }
 
-bool pl_bytes_contain(const void *hay, size_t n, const char *needle)
-{
-    size_t m = strlen(needle);
-    const char *h = hay;
-    if (m == 0)
-        return true;
-    for (size_t i = 0; h && i + m <= n; i++)
-        if (h[i] == needle[0] && memcmp(h + i, needle, m) == 0)
-            return true;
-    return false;
-}

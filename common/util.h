@@ -18,9 +18,6 @@ void pl_sha256_hex(const void *data, size_t len, char out[65]);
 /** @brief Fills buf with n cryptographically random bytes; -1 if the source failed. */
 int pl_random_bytes(void *buf, size_t n);
 
-/** @brief True when the n bytes at hay contain needle (a NUL-terminated string). */
-bool pl_bytes_contain(const void *hay, size_t n, const char *needle);
-
 /** @brief Milliseconds of CLOCK_MONOTONIC. */
 int64_t pl_now_ms(void);
 
