@@ -67,4 +67,3 @@ void pl_sleep_ms(int ms)
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
 }
-
