@@ -10,6 +10,34 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* One tokener per thread, freed when the thread ends (stores run on short-lived threads): a
+ * new one per message (a 1 KiB allocation among many small frees) made glibc consolidate its
+ * free lists for every message. */
+static pthread_key_t worker_tokener_key;
+static pthread_once_t worker_tokener_once = PTHREAD_ONCE_INIT;
+
+static void worker_tokener_free(void *tok)
+{
+    json_tokener_free(tok);
+}
+
+static void worker_tokener_key_create(void)
+{
+    pthread_key_create(&worker_tokener_key, worker_tokener_free);
+}
+
+static json_tokener *worker_tokener(void)
+{
+    pthread_once(&worker_tokener_once, worker_tokener_key_create);
+    json_tokener *tok = pthread_getspecific(worker_tokener_key);
+    if (!tok && (tok = json_tokener_new()) != NULL &&
+        pthread_setspecific(worker_tokener_key, tok) != 0) {
+        json_tokener_free(tok);
+        tok = NULL;
+    }
+    return tok;
+}
+
 json_object *pl_worker_parse_event(const rd_kafka_message_t *msg, const char *const *uuid_fields,
                                    char *reason, size_t reasonsz)
 {
@@ -17,10 +45,8 @@ json_object *pl_worker_parse_event(const rd_kafka_message_t *msg, const char *co
         snprintf(reason, reasonsz, "empty message");
         return NULL;
     }
-    /* One tokener per thread: a new one per message (a 1 KiB allocation among many small
-     * frees) made glibc consolidate its free lists for every message. */
-    static _Thread_local json_tokener *tok;
-    if (!tok && !(tok = json_tokener_new())) {
+    json_tokener *tok = worker_tokener();
+    if (!tok) {
         snprintf(reason, reasonsz, "out of memory");
         return NULL;
     }
