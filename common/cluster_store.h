@@ -19,6 +19,7 @@ struct pl_cluster_failure {
     char signature[PL_SIGNATURE_SIZE];
     char error_type[160];
     char template[1024];
+    size_t tag; /* the caller's own reference (the detector: its entry); not used here */
 };
 
 /**

@@ -18,6 +18,7 @@
  * strings of rows and failures point into it and into the message's payload. */
 struct detect_entry {
     struct pl_worker_item *item;
+    size_t index; /* in the batch */
     bool valid;
     char tenant_id[37];
     char project_id[37];
@@ -239,6 +240,7 @@ static bool detect_add_failure(struct detect_failures *fs, const struct detect_e
         fs->cap = cap;
     }
     struct pl_cluster_failure *f = &fs->items[fs->n++];
+    f->tag = e->index;
     f->tenant_id = e->tenant_id;
     f->project_id = e->project_id;
     f->trace_id = e->t.id;
@@ -424,7 +426,8 @@ struct detect_state {
     struct detect_failures failures;
     char *rows;
     size_t rows_len;
-    size_t stored; /* traces in rows */
+    size_t *row_off; /* entry i's COPY row is rows[row_off[i], row_off[i + 1]) (maybe empty) */
+    size_t stored;   /* traces in rows */
     int64_t t0, t_prepared;
 };
 
@@ -435,6 +438,7 @@ void detect_release(void *p)
         return;
     free(st->es);
     free(st->rows);
+    free(st->row_off);
     free(st->failures.items);
     free(st);
 }
@@ -456,11 +460,13 @@ void *detect_prepare(struct pl_service *svc, struct pl_worker_item *items, size_
     PGconn *conn = NULL;
     struct pl_pg_error err;
     struct detect_scratch sc = {0};
-    if (!(st->es = calloc(n, sizeof(*st->es))) || !copy)
+    if (!(st->es = calloc(n, sizeof(*st->es))) ||
+        !(st->row_off = calloc(n + 1, sizeof(*st->row_off))) || !copy)
         goto out;
     struct detect_entry *es = st->es;
     size_t valid = 0;
     for (size_t i = 0; i < n; i++) {
+        es[i].index = i;
         if (detect_parse(&items[i], &es[i]))
             valid++;
         else
@@ -479,16 +485,26 @@ void *detect_prepare(struct pl_service *svc, struct pl_worker_item *items, size_
     }
     if (!(sc.eval = open_memstream(&sc.eval_text, &sc.eval_len)))
         goto out;
+    /* Test hook: rows of traces whose id ends in "refuse-me" get a value PostgreSQL refuses. */
+    bool refuse = pl_failpoint_armed("detector_refused_row");
     for (size_t i = 0; i < n; i++) {
+        fflush(copy);
+        st->row_off[i] = st->rows_len;
         if (!es[i].valid)
             continue;
         if (!detect_evaluate(&es[i], rules, nrules, &sc, &st->failures)) {
             pl_warn("detector: out of memory evaluating a batch");
             goto out;
         }
+        size_t idlen = strlen(es[i].t.id);
+        if (refuse && idlen >= 9 && strcmp(es[i].t.id + idlen - 9, "refuse-me") == 0)
+            es[i].t.f[PL_TF_LATENCY_MS] = (struct pl_json_value){
+                .kind = PL_JSON_NUMBER, .text = "not-a-number", .text_len = 12};
         detect_copy_row(copy, &es[i], sc.eval_text, &sc.misc);
         st->stored++;
     }
+    fflush(copy);
+    st->row_off[n] = st->rows_len;
     ok = true;
 out:
     if (sc.eval)
@@ -514,6 +530,77 @@ out:
     return st;
 }
 
+/* Stores rows and failures in one transaction: the number of threshold events, or -1. */
+static int detect_store_tx(struct pl_service *svc, const char *rows, size_t rows_len,
+                           struct pl_cluster_failure *failures, size_t nfailures,
+                           struct pl_pg_error *err)
+{
+    PGconn *conn = pl_pg_acquire(svc->pg, err);
+    int events = -1;
+    if (!conn || pl_pg_exec(conn, "BEGIN", 0, NULL, err) != 0 ||
+        (events = pl_cluster_store_batch(conn, rows, rows_len, failures, nfailures,
+                                         PL_GROUPING_VERSION, svc->cfg.kafka_topic_clusters, err)) <
+            0 ||
+        pl_pg_exec(conn, "COMMIT", 0, NULL, err) != 0)
+        events = -1;
+    if (conn)
+        pl_pg_release(svc->pg, conn); /* rolls back what did not commit */
+    return events;
+}
+
+/* A row PostgreSQL refused for its content (bad value, constraint, size), not a transient
+ * failure: retrying the same batch would fail the same way forever. */
+static bool detect_refused(const struct pl_pg_error *err)
+{
+    return strncmp(err->sqlstate, "22", 2) == 0 || strcmp(err->sqlstate, "23502") == 0 ||
+           strcmp(err->sqlstate, "23514") == 0 || strcmp(err->sqlstate, "54000") == 0;
+}
+
+/*
+ * Stores entries [lo, hi) of a batch whose whole store was refused: halves until the refused
+ * trace is alone, dead-letters it with PostgreSQL's reason, and stores the rest (log2 of the
+ * batch size transactions per refused trace). Returns the events written, or -1 (transient:
+ * the batch is retried; what was stored is recognised then).
+ */
+static int detect_isolate(struct pl_service *svc, struct detect_state *st, size_t lo, size_t hi,
+                          struct pl_pg_error *err)
+{
+    size_t from = st->row_off[lo], to = st->row_off[hi];
+    if (from == to)
+        return 0;
+    struct pl_cluster_failure *part = NULL;
+    size_t np = 0;
+    for (size_t k = 0; k < st->failures.n; k++)
+        np += st->failures.items[k].tag >= lo && st->failures.items[k].tag < hi;
+    if (np && !(part = malloc(np * sizeof(*part)))) {
+        snprintf(err->message, sizeof(err->message), "out of memory");
+        err->sqlstate[0] = '\0';
+        return -1;
+    }
+    np = 0;
+    for (size_t k = 0; k < st->failures.n; k++)
+        if (st->failures.items[k].tag >= lo && st->failures.items[k].tag < hi)
+            part[np++] = st->failures.items[k];
+    int events = detect_store_tx(svc, st->rows + from, to - from, part, np, err);
+    free(part);
+    if (events >= 0 || !detect_refused(err))
+        return events;
+    if (hi - lo == 1) {
+        struct detect_entry *e = &st->es[lo];
+        pl_warn("detector: PostgreSQL refused trace %s [%s]: %s", e->t.id, err->sqlstate,
+                err->message);
+        e->item->result = PL_HANDLE_DLQ;
+        snprintf(e->item->reason, sizeof(e->item->reason), "PostgreSQL refused the trace: %.200s",
+                 err->message);
+        st->stored--;
+        return 0;
+    }
+    size_t mid = lo + (hi - lo) / 2;
+    int a = detect_isolate(svc, st, lo, mid, err);
+    int b = a < 0 ? -1 : detect_isolate(svc, st, mid, hi, err);
+    return b < 0 ? -1 : a + b;
+}
+
 /* Stores a prepared batch in one transaction. */
 enum pl_handle_result detect_store(struct pl_service *svc, void *p, void *arg)
 {
@@ -532,27 +619,26 @@ enum pl_handle_result detect_store(struct pl_service *svc, void *p, void *arg)
         return PL_HANDLED;
     int64_t t_store = pl_now_ms();
     struct pl_pg_error err;
-    PGconn *conn = pl_pg_acquire(svc->pg, &err);
-    int events = -1;
-    if (!conn || pl_pg_exec(conn, "BEGIN", 0, NULL, &err) != 0 ||
-        (events = pl_cluster_store_batch(conn, st->rows, st->rows_len, st->failures.items,
-                                         st->failures.n, PL_GROUPING_VERSION,
-                                         svc->cfg.kafka_topic_clusters, &err)) < 0 ||
-        pl_pg_exec(conn, "COMMIT", 0, NULL, &err) != 0) {
+    size_t nfailures = st->failures.n;
+    int events =
+        detect_store_tx(svc, st->rows, st->rows_len, st->failures.items, st->failures.n, &err);
+    if (events < 0 && detect_refused(&err)) {
+        pl_warn("detector: a batch of %zu was refused [%s]: %s; isolating the trace", st->stored,
+                err.sqlstate, err.message);
+        events = detect_isolate(svc, st, 0, st->n, &err);
+    }
+    if (events < 0) {
         pl_warn("detector: storing a batch of %zu failed [%s]: %s", st->stored, err.sqlstate,
                 err.message);
-        if (conn)
-            pl_pg_release(svc->pg, conn); /* rolls back; the batch is redelivered */
-        return PL_HANDLE_RETRY;
+        return PL_HANDLE_RETRY; /* the batch is redelivered */
     }
-    pl_pg_release(svc->pg, conn);
     pl_failpoint_crash("detector_after_commit"); /* crash-safety tests: before offsets */
     pl_debug("detector: batch of %zu: prepared in %lld ms, stored in %lld ms (%lld ms after it"
              " was prepared); %zu failures, %d events",
              st->stored, (long long)(st->t_prepared - st->t0), (long long)(pl_now_ms() - t_store),
-             (long long)(t_store - st->t_prepared), st->failures.n, events);
+             (long long)(t_store - st->t_prepared), nfailures, events);
     pl_metric_add(m_traces, (int64_t)st->stored);
-    pl_metric_add(m_failures, (int64_t)st->failures.n);
+    pl_metric_add(m_failures, (int64_t)nfailures);
     pl_metric_add(m_events, events);
     if (events > 0)
         pl_info("detector: %d cluster(s) reached their threshold", events);

@@ -267,6 +267,44 @@ static void test_two_detectors_one_group(void **state)
     free(after);
 }
 
+/* A trace PostgreSQL refuses (the failpoint spoils its row) is dead-lettered with the reason;
+ * the rest of its batch is stored and the partition moves on instead of retrying forever. */
+static void test_refused_trace_is_dead_lettered(void **state)
+{
+    (void)state;
+    char id[80], body[256];
+    snprintf(id, sizeof(id), "%d-%lld-refuse-me", (int)getpid(), (long long)pl_now_ms());
+    snprintf(body, sizeof(body), "{\"project_id\":\"%s\",\"id\":\"%s\",\"output\":\"{}\"}",
+             t.project_id, id);
+    struct itest_response r = itest_api("POST", "/v1/ingest", t.member_key, body);
+    assert_int_equal(r.status, 201);
+    itest_response_free(&r);
+    ingest_batch("after-refused", 3, NULL, "{}");
+    wait_traces(22); /* the stack's detector (no failpoint) stores all of them */
+    char *before = snapshot();
+    /* a second detector replays the topic from the start with the failpoint armed */
+    char group[64], log[128];
+    snprintf(group, sizeof(group), "itest-refused-%d", (int)getpid());
+    const char *refuse[] = {"PL_FAILPOINT=detector_refused_row", NULL};
+    pid_t d = itest_service_start("pl-detector", group, refuse, log);
+    assert_true(itest_group_caught_up(group, "pl.traces", 60000));
+    itest_service_stop(d);
+    assert_true(itest_wait_file_contains(log, "PostgreSQL refused trace", 1000));
+    char *after = snapshot();
+    assert_string_equal(after, before);
+    const char *keys[1] = {id};
+    json_object *dlq = itest_kafka_read("pl.dlq", keys, 1, 20000);
+    bool refused = false;
+    for (size_t i = 0; i < json_object_array_length(dlq); i++)
+        refused |= strstr(json_object_get_string(
+                              json_object_object_get(json_object_array_get_idx(dlq, i), "error")),
+                          "PostgreSQL refused the trace") != NULL;
+    assert_true(refused);
+    json_object_put(dlq);
+    free(before);
+    free(after);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -274,6 +312,7 @@ int main(void)
         cmocka_unit_test(test_replay_changes_nothing),
         cmocka_unit_test(test_crash_between_commit_and_offsets),
         cmocka_unit_test(test_two_detectors_one_group),
+        cmocka_unit_test(test_refused_trace_is_dead_lettered),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
