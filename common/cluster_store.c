@@ -42,37 +42,39 @@ static int cluster_store_copy(PGconn *conn, const char *copy, const char *rows, 
 
 /*
  * COPY is several times cheaper than parsing the batch as one JSON parameter. The common case
- * (no trace of the batch stored before) is one COPY straight into traces. A replayed or
- * duplicated trace makes that COPY fail as a whole with a unique violation: the savepoint
- * undoes it and the batch goes through a staging table, whose ON CONFLICT keeps the insert
- * idempotent, which COPY alone cannot.
+ * (no row of the batch stored before) is one COPY straight into the table. A replayed or
+ * duplicated row makes that COPY fail as a whole with a unique violation: the savepoint undoes
+ * it, the rows are copied into the session's staging table pl_stage_<table> instead, and merge
+ * inserts them from there with ON CONFLICT, which COPY alone cannot.
+ * Returns 1 when the direct COPY took the rows, 0 after the merge, -1 on error.
  */
-static int cluster_store_copy_traces(PGconn *conn, const char *rows, size_t len,
-                                     struct pl_pg_error *err)
+static int cluster_store_copy_or_merge(PGconn *conn, const char *table, const char *columns,
+                                       const char *rows, size_t len, const char *merge,
+                                       struct pl_pg_error *err)
 {
-    if (pl_pg_exec(conn, "SAVEPOINT pl_traces_copy", 0, NULL, err) != 0)
+    char sql[512];
+    if (pl_pg_exec(conn, "SAVEPOINT pl_copy", 0, NULL, err) != 0)
         return -1;
-    if (cluster_store_copy(conn, "COPY traces (" PL_CLUSTER_STORE_TRACE_COLUMNS ") FROM STDIN",
-                           rows, len, err) == 0)
-        return pl_pg_exec(conn, "RELEASE SAVEPOINT pl_traces_copy", 0, NULL, err);
+    snprintf(sql, sizeof(sql), "COPY %s (%s) FROM STDIN", table, columns);
+    if (cluster_store_copy(conn, sql, rows, len, err) == 0)
+        return pl_pg_exec(conn, "RELEASE SAVEPOINT pl_copy", 0, NULL, err) == 0 ? 1 : -1;
     if (strcmp(err->sqlstate, "23505") != 0)
         return -1;
-    pl_debug("cluster store: the batch holds stored traces; inserting with ON CONFLICT");
+    pl_debug("cluster store: the batch holds rows of %s stored before; merging", table);
     err->message[0] = '\0';
-    if (pl_pg_exec(conn, "ROLLBACK TO SAVEPOINT pl_traces_copy", 0, NULL, err) != 0 ||
-        pl_pg_exec(conn,
-                   "CREATE TEMP TABLE IF NOT EXISTS pl_trace_stage (LIKE traces INCLUDING DEFAULTS)"
-                   " ON COMMIT DELETE ROWS",
-                   0, NULL, err) != 0 ||
-        cluster_store_copy(conn,
-                           "COPY pl_trace_stage (" PL_CLUSTER_STORE_TRACE_COLUMNS ") FROM STDIN",
-                           rows, len, err) != 0)
+    if (pl_pg_exec(conn, "ROLLBACK TO SAVEPOINT pl_copy", 0, NULL, err) != 0)
         return -1;
-    return pl_pg_exec(conn,
-                      "INSERT INTO traces (" PL_CLUSTER_STORE_TRACE_COLUMNS ")"
-                      " SELECT " PL_CLUSTER_STORE_TRACE_COLUMNS " FROM pl_trace_stage"
-                      " ON CONFLICT (project_id, id) DO NOTHING",
-                      0, NULL, err);
+    snprintf(sql, sizeof(sql),
+             "CREATE TEMP TABLE IF NOT EXISTS pl_stage_%s (LIKE %s INCLUDING DEFAULTS)"
+             " ON COMMIT DELETE ROWS",
+             table, table);
+    if (pl_pg_exec(conn, sql, 0, NULL, err) != 0)
+        return -1;
+    snprintf(sql, sizeof(sql), "COPY pl_stage_%s (%s) FROM STDIN", table, columns);
+    if (cluster_store_copy(conn, sql, rows, len, err) != 0 ||
+        pl_pg_exec(conn, merge, 0, NULL, err) != 0)
+        return -1;
+    return 0;
 }
 
 static int cluster_failure_cmp(const void *a, const void *b)
@@ -181,30 +183,22 @@ out:
     return rc;
 }
 
-/* Adds the members and raises each cluster's count by its new members: one COPY when none is
- * stored yet, else (a replay) an insert that skips the stored ones and counts the rest. */
+/* Adds the members and raises each cluster's count by its new members only (replays add
+ * nothing). ids is the clusters' uuid[] literal, in group order. */
 static int cluster_store_members(PGconn *conn, const struct pl_cluster_failure *f,
-                                 const struct cluster_group *g, size_t ng, struct pl_pg_error *err)
+                                 const struct cluster_group *g, size_t ng, const char *ids,
+                                 struct pl_pg_error *err)
 {
-    char *rows = NULL, *ids = NULL, *ns = NULL, *m_cluster = NULL, *m_trace = NULL,
-         *m_tenant = NULL;
-    size_t rows_len = 0, ids_len = 0, ns_len = 0, l1 = 0, l2 = 0, l3 = 0;
-    FILE *copy = open_memstream(&rows, &rows_len), *fi = open_memstream(&ids, &ids_len),
-         *fn = open_memstream(&ns, &ns_len), *mc = open_memstream(&m_cluster, &l1),
-         *mt = open_memstream(&m_trace, &l2), *mn = open_memstream(&m_tenant, &l3);
+    char *rows = NULL, *ns = NULL;
+    size_t rows_len = 0, ns_len = 0;
+    FILE *copy = open_memstream(&rows, &rows_len), *fn = open_memstream(&ns, &ns_len);
     int rc = -1;
-    if (!copy || !fi || !fn || !mc || !mt || !mn) {
+    if (!copy || !fn) {
         snprintf(err->message, sizeof(err->message), "out of memory");
         goto out;
     }
-    fputc('{', fi);
     fputc('{', fn);
-    fputc('{', mc);
-    fputc('{', mt);
-    fputc('{', mn);
-    bool first_member = true;
     for (size_t i = 0; i < ng; i++) {
-        fprintf(fi, "%s%s", i ? "," : "", g[i].id);
         fprintf(fn, "%s%zu", i ? "," : "", g[i].members);
         for (size_t k = g[i].first; k < g[i].first + g[i].n; k++) {
             if (k > g[i].first && strcmp(f[k].trace_id, f[k - 1].trace_id) == 0)
@@ -212,66 +206,38 @@ static int cluster_store_members(PGconn *conn, const struct pl_cluster_failure *
             pl_pg_copy_text(copy, g[i].id, false);
             pl_pg_copy_text(copy, f[k].trace_id, false);
             pl_pg_copy_text(copy, f[k].tenant_id, true);
-            fprintf(mc, "%s%s", first_member ? "" : ",", g[i].id);
-            pl_pg_array_item(mt, f[k].trace_id, first_member);
-            fprintf(mn, "%s%s", first_member ? "" : ",", f[k].tenant_id);
-            first_member = false;
         }
     }
-    fputc('}', fi);
     fputc('}', fn);
-    fputc('}', mc);
-    fputc('}', mt);
-    fputc('}', mn);
     fclose(copy);
-    fclose(fi);
     fclose(fn);
-    fclose(mc);
-    fclose(mt);
-    fclose(mn);
-    copy = fi = fn = mc = mt = mn = NULL;
-
-    if (pl_pg_exec(conn, "SAVEPOINT pl_members_copy", 0, NULL, err) != 0)
-        goto out;
-    if (cluster_store_copy(conn,
-                           "COPY cluster_members (cluster_id, trace_id, tenant_id) FROM STDIN",
-                           rows, rows_len, err) == 0) {
-        const char *p[2] = {ids, ns};
-        rc = pl_pg_exec(conn, "RELEASE SAVEPOINT pl_members_copy", 0, NULL, err) != 0 ||
-                     pl_pg_exec(conn,
-                                "UPDATE failure_clusters c SET count = c.count + u.n"
-                                " FROM unnest($1::uuid[], $2::int[]) AS u(id, n) WHERE c.id = u.id",
-                                2, p, err) != 0
-                 ? -1
-                 : 0;
-        goto out;
-    }
-    if (strcmp(err->sqlstate, "23505") != 0)
-        goto out;
-    err->message[0] = '\0';
-    const char *p[3] = {m_cluster, m_trace, m_tenant};
-    if (pl_pg_exec(conn, "ROLLBACK TO SAVEPOINT pl_members_copy", 0, NULL, err) != 0 ||
-        pl_pg_exec(conn,
-                   "WITH m AS (INSERT INTO cluster_members (cluster_id, trace_id, tenant_id)"
-                   "   SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[])"
-                   "   ON CONFLICT DO NOTHING RETURNING cluster_id)"
-                   " UPDATE failure_clusters c SET count = c.count + n.n"
-                   " FROM (SELECT cluster_id, count(*) AS n FROM m GROUP BY cluster_id) n"
-                   " WHERE c.id = n.cluster_id",
-                   3, p, err) != 0)
+    copy = fn = NULL;
+    /* The merge counts what it inserted; after a direct COPY every member was new. */
+    int copied = cluster_store_copy_or_merge(
+        conn, "cluster_members", "cluster_id, trace_id, tenant_id", rows, rows_len,
+        "WITH m AS (INSERT INTO cluster_members (cluster_id, trace_id, tenant_id)"
+        "   SELECT cluster_id, trace_id, tenant_id FROM pl_stage_cluster_members"
+        "   ON CONFLICT DO NOTHING RETURNING cluster_id)"
+        " UPDATE failure_clusters c SET count = c.count + n.n"
+        " FROM (SELECT cluster_id, count(*) AS n FROM m GROUP BY cluster_id) n"
+        " WHERE c.id = n.cluster_id",
+        err);
+    const char *p[2] = {ids, ns};
+    if (copied < 0 ||
+        (copied == 1 && pl_pg_exec(conn,
+                                   "UPDATE failure_clusters c SET count = c.count + u.n"
+                                   " FROM unnest($1::uuid[], $2::int[]) AS u(id, n)"
+                                   " WHERE c.id = u.id",
+                                   2, p, err) != 0))
         goto out;
     rc = 0;
-out:;
-    FILE *files[] = {copy, fi, fn, mc, mt, mn};
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
-        if (files[i])
-            fclose(files[i]);
+out:
+    if (copy)
+        fclose(copy);
+    if (fn)
+        fclose(fn);
     free(rows);
-    free(ids);
     free(ns);
-    free(m_cluster);
-    free(m_trace);
-    free(m_tenant);
     return rc;
 }
 
@@ -283,7 +249,12 @@ int pl_cluster_store_batch(PGconn *conn, const char *traces_copy, size_t traces_
     int64_t t0 = pl_now_ms();
     err->message[0] = '\0';
     err->sqlstate[0] = '\0';
-    if (cluster_store_copy_traces(conn, traces_copy, traces_len, err) != 0)
+    if (cluster_store_copy_or_merge(conn, "traces", PL_CLUSTER_STORE_TRACE_COLUMNS, traces_copy,
+                                    traces_len,
+                                    "INSERT INTO traces (" PL_CLUSTER_STORE_TRACE_COLUMNS ")"
+                                    " SELECT " PL_CLUSTER_STORE_TRACE_COLUMNS
+                                    " FROM pl_stage_traces ON CONFLICT (project_id, id) DO NOTHING",
+                                    err) < 0)
         return -1;
     if (nfailures == 0)
         return 0;
@@ -322,10 +293,6 @@ int pl_cluster_store_batch(PGconn *conn, const char *traces_copy, size_t traces_
     if (cluster_store_upsert(conn, failures, groups, ng, grouping_version, err) != 0)
         goto out;
     int64_t t2 = pl_now_ms();
-    if (cluster_store_members(conn, failures, groups, ng, err) != 0)
-        goto out;
-
-    int64_t t3 = pl_now_ms();
     FILE *fi = open_memstream(&ids, &ids_len);
     if (!fi)
         goto out;
@@ -334,6 +301,10 @@ int pl_cluster_store_batch(PGconn *conn, const char *traces_copy, size_t traces_
         fprintf(fi, "%s%s", i ? "," : "", groups[i].id);
     fputc('}', fi);
     fclose(fi);
+    if (cluster_store_members(conn, failures, groups, ng, ids, err) != 0)
+        goto out;
+
+    int64_t t3 = pl_now_ms();
     const char *p4[2] = {ids, clusters_topic};
     res = pl_pg_query(
         conn,
