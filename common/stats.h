@@ -1,6 +1,7 @@
 /* Statistics for the A/B harness (SPEC §9) and the regression monitor (SPEC §10): Wilson
- * intervals for pass rates, the exact McNemar test on paired outcomes and a one-sided Bernoulli
- * CUSUM that detects a drop of the pass rate after ship.
+ * intervals for pass rates, the exact McNemar test and a paired non-inferiority test on the
+ * A/B's paired outcomes, and the exact and time-uniform rate bounds the monitor's sequential
+ * test is built from (common/regression.h).
  *
  * Everything here is pure computation: no allocation, no global state (lgamma_r, not lgamma,
  * so the harness may score arms on several threads), deterministic for a given input. */
@@ -35,48 +36,74 @@ void pl_stats_wilson(long k, long n, double *lo, double *hi);
  */
 double pl_stats_mcnemar_exact(long b, long c);
 
+/** @brief The standard normal's upper tail P(Z > z). */
+double pl_stats_normal_sf(double z);
+
 /**
- * One-sided Bernoulli CUSUM for a drop of a pass rate from p0 (in control) to p1 < p0 (out of
- * control). Each observation adds its log-likelihood ratio w = log(P1(x) / P0(x)): a pass adds
- * log(p1/p0) < 0, a failure adds log((1-p1)/(1-p0)) > 0, and S = max(0, S + w). The alarm is
- * raised when S >= h. It is the sequential test with the shortest detection delay for a given
- * false-alarm rate (Page, Moustakides), and needs no window: one double of state.
- * Fill it with pl_stats_cusum_init(); the fields are read-only for callers.
+ * @brief The standard normal's quantile: z with P(Z <= z) = p, for 0 < p < 1 (bisection on
+ *        erfc to 1e-12; NaN outside (0,1)).
  */
-struct pl_stats_cusum {
-    double p0;    /**< in-control pass rate */
-    double p1;    /**< out-of-control pass rate, p1 < p0 */
-    double h;     /**< alarm threshold on s, in nats */
-    double s;     /**< the CUSUM statistic, >= 0 */
-    long n;       /**< observations added since init */
-    bool alarmed; /**< sticky: set at the first s >= h, cleared only by init */
+double pl_stats_normal_quantile(double p);
+
+/**
+ * @brief The regularized incomplete beta function I_x(a, b) for a, b > 0 and x in [0,1]
+ *        (NaN otherwise): the binomial tail P(X >= k | n, p) is I_p(k, n - k + 1). Lentz's
+ *        continued fraction, on the side of the symmetry I_x(a,b) = 1 - I_{1-x}(b,a) where it
+ *        converges fast; relative error ~1e-13, a few hundred terms for a + b ~ 10^6.
+ */
+double pl_stats_betainc(double x, double a, double b);
+
+/**
+ * @brief The exact (Clopper–Pearson) one-sided lower confidence bound for a binomial rate
+ *        from k successes in a fixed number n of trials: P(bound > p) <= alpha for every true
+ *        p. It is the p at which P(X >= k | n, p) = alpha (0 when k == 0). Valid for a sample
+ *        whose size was fixed before it was looked at, not for one that keeps growing (use
+ *        pl_stats_cs_lower then). k is clamped into [0,n]; n <= 0 or alpha outside (0,1)
+ *        gives 0 (no information).
+ */
+double pl_stats_cp_lower(long k, long n, double alpha);
+
+/**
+ * @brief Time-uniform lower bound of a Bernoulli rate from k successes in the first n of a
+ *        stream: P(the bound ever exceeds p, at any n) <= alpha. It is the lower end of the
+ *        confidence sequence {p : M_n(p) < 1/alpha}, M_n the Beta(1/2,1/2) mixture of the
+ *        likelihood ratios against p, a nonnegative martingale under p, so Ville's inequality
+ *        bounds the chance it ever reaches 1/alpha (Robbins 1970; Howard, Ramdas, McAuliffe,
+ *        Sekhon 2021, "Time-uniform, nonparametric, nonasymptotic confidence sequences").
+ *        Same clamping as pl_stats_cp_lower.
+ */
+double pl_stats_cs_lower(long k, long n, double alpha);
+
+/**
+ * Paired non-inferiority (Tango's score test, Tango 1998, Stat Med 17:891): n pairs, b where
+ * only the first arm (baseline) passed, c where only the second (candidate) passed. The
+ * difference is delta = p_candidate - p_baseline = (c - b) / n; the test of
+ * H0: delta <= -margin against H1: delta > -margin uses the score statistic with the
+ * discordant probabilities estimated under H0 (restricted maximum likelihood), which keeps
+ * its size near alpha with few discordant pairs, where a Wald test does not.
+ */
+struct pl_stats_noninferiority {
+    double delta; /**< observed (c - b) / n */
+    double z;     /**< score statistic at delta0 = -margin; larger favours non-inferiority */
+    double lower; /**< one-sided lower confidence bound of delta at the given alpha */
+    bool passed;  /**< z > z_(1-alpha), i.e. lower > -margin */
 };
 
 /**
- * @brief Starts a CUSUM at S = 0. @returns 0, or -1 (and zeroes *c, which then never alarms)
- *        unless 0 < p1 < p0 < 1 and 0 < h < infinity.
+ * @brief Runs the test at one-sided level alpha. @returns 0, or -1 (and *out zeroed, passed
+ *        false) when n <= 0, b or c is negative, b + c > n, margin is outside [0,1) or alpha
+ *        outside (0, 0.5].
  */
-int pl_stats_cusum_init(struct pl_stats_cusum *c, double p0, double p1, double h);
+int pl_stats_noninferiority(long b, long c, long n, double margin, double alpha,
+                            struct pl_stats_noninferiority *out);
 
 /**
- * @brief Adds one observation (pass or fail). @returns true once S has reached h at this or
- *        any earlier observation: the alarm stays raised (S and n keep being updated, for the
- *        record) until pl_stats_cusum_init() starts over. A CUSUM whose init failed returns
- *        false.
+ * @brief splitmix64 (Steele, Lea, Flood 2014): the simulations' PRNG, the same on every
+ *        platform; any seed (0 too) is fine. @returns the next 64 bits and advances *state.
  */
-bool pl_stats_cusum_add(struct pl_stats_cusum *c, bool pass);
+uint64_t pl_stats_rng_next(uint64_t *state);
 
-/**
- * @brief Average run length (observations until the first alarm) of the CUSUM (p0, p1, h)
- *        when the true pass rate is p, estimated by Monte Carlo over `runs` runs. A run that
- *        has not alarmed after max_n observations counts as max_n, so the estimate is a lower
- *        bound when runs get capped. At p = p0 it is the mean time to a false alarm, at p = p1
- *        the mean detection delay: the pair is how h is chosen. The PRNG (splitmix64) is
- *        seeded with `seed`, so the same arguments always give the same value.
- *        @returns the mean, or -1.0 for invalid CUSUM parameters, p outside [0,1], runs <= 0
- *        or max_n <= 0.
- */
-double pl_stats_cusum_arl(double p0, double p1, double h, double p, int runs, long max_n,
-                          uint64_t seed);
+/** @brief Uniform in [0,1) from the top 53 bits (u < p never holds at p = 0, always at 1). */
+double pl_stats_rng_uniform(uint64_t *state);
 
 #endif

@@ -1,7 +1,9 @@
 /* Unit tests for the A/B and monitor statistics (stats.h). The reference values were computed
- * independently in Python with exact integer arithmetic (math.comb sums over 2^n as Decimal),
- * small McNemar cases are also checked against Pascal's triangle, and the CUSUM's failure-run
- * length against its closed form ceil(h / log((1-p1)/(1-p0))). */
+ * independently in Python: exact integer and fraction arithmetic for McNemar, the binomial
+ * tails and Clopper–Pearson bounds; Simpson integration of the Beta(1/2,1/2) mixture for the
+ * confidence sequence; golden-section maximisation of the restricted likelihood for Tango's
+ * score test. Small McNemar cases are also checked against Pascal's triangle, and betainc
+ * against binomial tails summed here term by term. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -34,8 +36,7 @@ static void expect_wilson(long k, long n, double want_lo, double want_hi, double
                  want_hi);
 }
 
-/* Deterministic pass/fail streams for the CUSUM tests (xorshift64, independent of the
- * splitmix64 inside stats.c). */
+/* Deterministic pass/fail streams (xorshift64, independent of the splitmix64 in stats.c). */
 static uint64_t rng_next(uint64_t *s)
 {
     *s ^= *s << 13;
@@ -179,149 +180,158 @@ static void test_mcnemar_symmetry(void **state)
     }
 }
 
-/* ---- CUSUM --------------------------------------------------------------------------------- */
+/* ---- bounds --------------------------------------------------------------------------------- */
 
-static void test_cusum_init_rejects(void **state)
+/* P(X >= k | n, p) summed term by term in long double: an independent check of betainc. */
+static double binom_tail(long k, long n, double p)
 {
-    (void)state;
-    struct pl_stats_cusum c;
-    assert_int_equal(pl_stats_cusum_init(&c, 0.9, 0.7, 4.0), 0);
-    assert_true(c.p0 == 0.9 && c.p1 == 0.7 && c.h == 4.0);
-    assert_true(c.s == 0.0 && c.n == 0 && !c.alarmed);
-
-    assert_int_equal(pl_stats_cusum_init(&c, 0.7, 0.9, 4.0), -1);  /* p1 > p0 */
-    assert_int_equal(pl_stats_cusum_init(&c, 0.7, 0.7, 4.0), -1);  /* p1 == p0 */
-    assert_int_equal(pl_stats_cusum_init(&c, 0.9, 0.0, 4.0), -1);  /* p1 == 0 */
-    assert_int_equal(pl_stats_cusum_init(&c, 1.0, 0.7, 4.0), -1);  /* p0 == 1 */
-    assert_int_equal(pl_stats_cusum_init(&c, 1.5, 0.7, 4.0), -1);  /* p0 > 1 */
-    assert_int_equal(pl_stats_cusum_init(&c, 0.9, -0.1, 4.0), -1); /* p1 < 0 */
-    assert_int_equal(pl_stats_cusum_init(&c, 0.9, 0.7, 0.0), -1);  /* h == 0 */
-    assert_int_equal(pl_stats_cusum_init(&c, 0.9, 0.7, -1.0), -1); /* h < 0 */
-    assert_int_equal(pl_stats_cusum_init(&c, NAN, 0.7, 4.0), -1);
-    assert_int_equal(pl_stats_cusum_init(&c, 0.9, NAN, 4.0), -1);
-    assert_int_equal(pl_stats_cusum_init(&c, 0.9, 0.7, NAN), -1);
-    assert_int_equal(pl_stats_cusum_init(&c, 0.9, 0.7, INFINITY), -1);
-    assert_int_equal(pl_stats_cusum_init(NULL, 0.9, 0.7, 4.0), -1);
-
-    /* A CUSUM whose init failed never alarms and its state stays clean (no NaN). */
-    for (int i = 0; i < 100; i++)
-        assert_false(pl_stats_cusum_add(&c, false));
-    assert_true(c.s == 0.0 && !c.alarmed);
-    assert_false(pl_stats_cusum_add(NULL, false));
+    long double sum = 0.0L;
+    for (long j = k; j <= n; j++) {
+        long double c = 1.0L; /* C(n, j) */
+        for (long i = 1; i <= j; i++)
+            c = c * (long double)(n - j + i) / (long double)i;
+        sum += c * powl(p, (long double)j) * powl(1.0L - p, (long double)(n - j));
+    }
+    return (double)sum;
 }
 
-static void test_cusum_all_pass_never_alarms(void **state)
+static void test_betainc_matches_binomial_tail(void **state)
 {
     (void)state;
-    struct pl_stats_cusum c;
-    assert_int_equal(pl_stats_cusum_init(&c, 0.9, 0.7, 4.0), 0);
-    for (int i = 0; i < 100000; i++)
-        assert_false(pl_stats_cusum_add(&c, true));
-    assert_true(c.s == 0.0);
-    assert_int_equal(c.n, 100000);
-    assert_false(c.alarmed);
+    /* Python, exact fractions: P(X >= 4 | 10, 0.3) and P(X >= 45 | 50, 0.85) */
+    expect_rel(pl_stats_betainc(0.3, 4, 7), 0.3503892816, 1e-9);
+    expect_rel(pl_stats_betainc(0.85, 45, 6), 0.21935333540143837, 1e-11);
+    static const long ns[] = {1, 7, 30, 120};
+    static const double ps[] = {0.01, 0.2, 0.5, 0.77, 0.99};
+    for (size_t a = 0; a < 4; a++)
+        for (size_t b = 0; b < 5; b++)
+            for (long k = 1; k <= ns[a]; k += ns[a] / 7 + 1)
+                expect_near(pl_stats_betainc(ps[b], (double)k, (double)(ns[a] - k + 1)),
+                            binom_tail(k, ns[a], ps[b]), 1e-12);
+    /* symmetry and the ends */
+    expect_near(pl_stats_betainc(0.4, 3.5, 9.25) + pl_stats_betainc(0.6, 9.25, 3.5), 1.0, 1e-13);
+    assert_true(pl_stats_betainc(0.0, 2, 3) == 0.0);
+    assert_true(pl_stats_betainc(1.0, 2, 3) == 1.0);
+    assert_true(isnan(pl_stats_betainc(0.5, 0, 3)));
+    assert_true(isnan(pl_stats_betainc(1.5, 2, 3)));
+    /* large arguments converge (a + b ~ 10^6) and stay inside [0,1] */
+    double big = pl_stats_betainc(0.9, 900000, 100001);
+    assert_true(big > 0.4 && big < 0.6);
 }
 
-static void test_cusum_failures_alarm_at_formula(void **state)
+static void test_cp_lower(void **state)
 {
     (void)state;
-    const double cases[][3] = {
-        {0.9, 0.7, 4.0}, {0.9, 0.7, 3.0}, {0.9, 0.7, 5.0}, {0.95, 0.8, 5.0}, {0.8, 0.5, 2.5},
-    };
-    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
-        double p0 = cases[k][0], p1 = cases[k][1], h = cases[k][2];
-        long want = (long)ceil(h / log((1.0 - p1) / (1.0 - p0)));
-        struct pl_stats_cusum c;
-        assert_int_equal(pl_stats_cusum_init(&c, p0, p1, h), 0);
-        long n = 0;
-        bool alarm = false;
-        while (!alarm && n < 1000) {
-            alarm = pl_stats_cusum_add(&c, false);
-            n++;
+    /* Python, bisection on the exact binomial tail in fractions */
+    expect_near(pl_stats_cp_lower(45, 50, 0.025), 0.7818646335657977, 1e-9);
+    expect_near(pl_stats_cp_lower(18, 20, 0.002), 0.5775502153986004, 1e-9);
+    expect_near(pl_stats_cp_lower(3, 10, 0.05), 0.0872644339141503, 1e-9);
+    /* the defining property at a larger n, through the independent tail sum */
+    double lo = pl_stats_cp_lower(93, 110, 0.01);
+    expect_near(binom_tail(93, 110, lo), 0.01, 1e-9);
+    /* k == n: p^n = alpha; k == 0 and no data: 0 */
+    expect_near(pl_stats_cp_lower(46, 46, 0.05), pow(0.05, 1.0 / 46.0), 1e-15);
+    assert_true(pl_stats_cp_lower(0, 50, 0.05) == 0.0);
+    assert_true(pl_stats_cp_lower(5, 0, 0.05) == 0.0);
+    assert_true(pl_stats_cp_lower(5, 10, 0.0) == 0.0);
+    assert_true(pl_stats_cp_lower(5, 10, NAN) == 0.0);
+    /* more data, tighter; smaller alpha, wider */
+    assert_true(pl_stats_cp_lower(900, 1000, 0.002) > pl_stats_cp_lower(90, 100, 0.002));
+    assert_true(pl_stats_cp_lower(90, 100, 0.001) < pl_stats_cp_lower(90, 100, 0.01));
+}
+
+static void test_cs_lower(void **state)
+{
+    (void)state;
+    /* Python: bisection on the mixture's closed form, whose log marginal was checked against
+     * Simpson integration of the Beta(1/2,1/2) mixture (agreement 1e-13) */
+    expect_near(pl_stats_cs_lower(90, 100, 0.002), 0.7318677225725357, 1e-9);
+    expect_near(pl_stats_cs_lower(900, 1000, 0.002), 0.8526027318142146, 1e-9);
+    /* time-uniform costs width: below the fixed-sample bound at the same n and alpha */
+    for (long n = 20; n <= 20000; n *= 10)
+        assert_true(pl_stats_cs_lower(n * 9 / 10, n, 0.002) <
+                    pl_stats_cp_lower(n * 9 / 10, n, 0.002));
+    assert_true(pl_stats_cs_lower(0, 10, 0.05) == 0.0);
+    assert_true(pl_stats_cs_lower(3, -1, 0.05) == 0.0);
+}
+
+/* Coverage over a whole stream: the bound at alpha = 0.05 may exceed the true rate at some
+ * point of a 2000-long stream in at most ~5 % of streams (Ville); the fixed-sample bound,
+ * checked at every n, does far more often. */
+static void test_cs_lower_time_uniform(void **state)
+{
+    (void)state;
+    uint64_t rng = 99;
+    int cs_crossed = 0, cp_crossed = 0;
+    const int streams = 300;
+    for (int s = 0; s < streams; s++) {
+        long k = 0;
+        bool cs = false, cp = false;
+        for (long n = 1; n <= 2000; n++) {
+            k += rng_pass(&rng, 0.8);
+            if (n % 10 == 0) {
+                cs = cs || pl_stats_cs_lower(k, n, 0.05) > 0.8;
+                cp = cp || pl_stats_cp_lower(k, n, 0.05) > 0.8;
+            }
         }
-        if (n != want)
-            fail_msg("p0=%g p1=%g h=%g: alarm after %ld failures, want %ld", p0, p1, h, n, want);
-        assert_true(c.alarmed);
-        assert_int_equal(c.n, want);
-        /* Sticky: passes bring S down but the alarm stays until init. */
-        for (int i = 0; i < 50; i++)
-            assert_true(pl_stats_cusum_add(&c, true));
-        assert_true(c.s < h);
-        assert_int_equal(pl_stats_cusum_init(&c, p0, p1, h), 0);
-        assert_false(c.alarmed);
-        assert_false(pl_stats_cusum_add(&c, true));
+        cs_crossed += cs;
+        cp_crossed += cp;
     }
-    /* With p0=0.9, p1=0.7, h=4: log 3 per failure, so the 4th failure (S = 4.39) alarms. */
-    struct pl_stats_cusum c;
-    assert_int_equal(pl_stats_cusum_init(&c, 0.9, 0.7, 4.0), 0);
-    for (int i = 0; i < 3; i++)
-        assert_false(pl_stats_cusum_add(&c, false));
-    expect_near(c.s, 3.0 * log(3.0), 1e-12);
-    assert_true(pl_stats_cusum_add(&c, false));
+    assert_true(cs_crossed <= streams * 5 / 100);
+    assert_true(cp_crossed > 3 * cs_crossed && cp_crossed > streams * 15 / 100);
 }
 
-static void test_cusum_detects_drop(void **state)
+static void test_normal_quantile(void **state)
 {
     (void)state;
-    /* At the out-of-control rate every stream must alarm well before 500 observations (the
-     * mean delay is ~23); at the in-control rate the same streams mostly stay quiet that long. */
-    long quiet = 0;
-    for (uint64_t seed = 1; seed <= 20; seed++) {
-        uint64_t s = seed * 0x9e3779b97f4a7c15ULL;
-        struct pl_stats_cusum c;
-        assert_int_equal(pl_stats_cusum_init(&c, 0.9, 0.7, 4.0), 0);
-        long n = 0;
-        while (n < 500 && !pl_stats_cusum_add(&c, rng_pass(&s, 0.7)))
-            n++;
-        if (n >= 500)
-            fail_msg("seed %llu: no alarm in 500 observations at p1", (unsigned long long)seed);
-
-        s = seed * 0x9e3779b97f4a7c15ULL;
-        assert_int_equal(pl_stats_cusum_init(&c, 0.9, 0.7, 4.0), 0);
-        n = 0;
-        while (n < 500 && !pl_stats_cusum_add(&c, rng_pass(&s, 0.9)))
-            n++;
-        if (n >= 500)
-            quiet++;
-    }
-    assert_true(quiet >= 5);
+    expect_near(pl_stats_normal_quantile(0.975), 1.959963984540054, 1e-9);
+    expect_near(pl_stats_normal_quantile(0.95), 1.6448536269514722, 1e-9);
+    expect_near(pl_stats_normal_quantile(0.5), 0.0, 1e-9);
+    expect_near(pl_stats_normal_quantile(0.001), -3.090232306167813, 1e-9);
+    assert_true(isnan(pl_stats_normal_quantile(0.0)));
+    assert_true(isnan(pl_stats_normal_quantile(1.0)));
+    expect_near(pl_stats_normal_sf(1.959963984540054), 0.025, 1e-12);
 }
 
-static void test_cusum_arl(void **state)
+static void test_noninferiority(void **state)
 {
     (void)state;
-    const long max_n = 1000000;
-    double in = pl_stats_cusum_arl(0.9, 0.7, 4.0, 0.9, 2000, max_n, 42);
-    double out = pl_stats_cusum_arl(0.9, 0.7, 4.0, 0.7, 2000, max_n, 42);
-    print_message("ARL p0=0.9 p1=0.7 h=4: in control %.1f, out of control %.2f\n", in, out);
-    assert_true(in > 100.0);
-    assert_true(in > 10.0 * out);
-    assert_true(out > 4.0 && out < 50.0); /* at least ceil(4 / log 3) = 4 */
-    /* A larger h trades detection delay for fewer false alarms. */
-    double in5 = pl_stats_cusum_arl(0.9, 0.7, 5.0, 0.9, 2000, max_n, 42);
-    double out5 = pl_stats_cusum_arl(0.9, 0.7, 5.0, 0.7, 2000, max_n, 42);
-    assert_true(in5 > in && out5 > out);
-    /* Deterministic for a seed. */
-    assert_true(pl_stats_cusum_arl(0.9, 0.7, 4.0, 0.7, 500, max_n, 7) ==
-                pl_stats_cusum_arl(0.9, 0.7, 4.0, 0.7, 500, max_n, 7));
-}
-
-static void test_cusum_arl_edges(void **state)
-{
-    (void)state;
-    /* p = 1: no run ever alarms, each counts as max_n. p = 0: the closed-form failure run. */
-    assert_true(pl_stats_cusum_arl(0.9, 0.7, 4.0, 1.0, 10, 1000, 1) == 1000.0);
-    double want = ceil(4.0 / log(3.0));
-    assert_true(pl_stats_cusum_arl(0.9, 0.7, 4.0, 0.0, 10, 1000, 1) == want);
-    /* Capped runs make the estimate a lower bound, never more than max_n. */
-    assert_true(pl_stats_cusum_arl(0.9, 0.7, 4.0, 0.9, 100, 50, 1) <= 50.0);
-    /* Invalid arguments. */
-    assert_true(pl_stats_cusum_arl(0.7, 0.9, 4.0, 0.9, 10, 1000, 1) == -1.0);
-    assert_true(pl_stats_cusum_arl(0.9, 0.7, 0.0, 0.9, 10, 1000, 1) == -1.0);
-    assert_true(pl_stats_cusum_arl(0.9, 0.7, 4.0, 1.5, 10, 1000, 1) == -1.0);
-    assert_true(pl_stats_cusum_arl(0.9, 0.7, 4.0, NAN, 10, 1000, 1) == -1.0);
-    assert_true(pl_stats_cusum_arl(0.9, 0.7, 4.0, 0.9, 0, 1000, 1) == -1.0);
-    assert_true(pl_stats_cusum_arl(0.9, 0.7, 4.0, 0.9, 10, 0, 1) == -1.0);
+    struct pl_stats_noninferiority r;
+    /* Python: the restricted likelihood maximised by golden-section search, not the closed
+     * form used here */
+    assert_int_equal(pl_stats_noninferiority(5, 3, 100, 0.03, 0.05, &r), 0);
+    expect_near(r.z, 0.3482906180368054, 1e-6);
+    expect_near(r.delta, -0.02, 1e-15);
+    assert_false(r.passed);
+    assert_int_equal(pl_stats_noninferiority(2, 0, 120, 0.03, 0.05, &r), 0);
+    expect_near(r.z, 0.8562150654238823, 1e-6);
+    assert_int_equal(pl_stats_noninferiority(10, 4, 80, 0.05, 0.05, &r), 0);
+    expect_near(r.z, -0.5484085092392684, 1e-6);
+    /* no discordance: z = sqrt(n m / (1 - m)) */
+    assert_int_equal(pl_stats_noninferiority(0, 0, 100, 0.03, 0.05, &r), 0);
+    expect_near(r.z, sqrt(100 * 0.03 / 0.97), 1e-9);
+    assert_true(r.passed);
+    assert_true(r.lower > -0.03 && r.lower < 0.0);
+    assert_int_equal(pl_stats_noninferiority(0, 0, 40, 0.03, 0.05, &r), 0);
+    assert_false(r.passed);
+    /* the lower bound is where the score statistic equals z_(1-alpha), and agrees with the
+     * decision: passed iff lower > -margin */
+    assert_int_equal(pl_stats_noninferiority(3, 6, 150, 0.03, 0.05, &r), 0);
+    struct pl_stats_noninferiority at;
+    assert_int_equal(pl_stats_noninferiority(3, 6, 150, -r.lower, 0.05, &at), 0);
+    expect_near(at.z, pl_stats_normal_quantile(0.95), 1e-6);
+    for (long b = 0; b <= 12; b += 3)
+        for (long c = 0; c <= 12; c += 4) {
+            assert_int_equal(pl_stats_noninferiority(b, c, 120, 0.03, 0.05, &r), 0);
+            assert_true(r.passed == (r.lower > -0.03 + 1e-9) || fabs(r.lower + 0.03) < 1e-6);
+        }
+    /* invalid input */
+    assert_int_equal(pl_stats_noninferiority(5, 6, 10, 0.03, 0.05, &r), -1);
+    assert_false(r.passed);
+    assert_int_equal(pl_stats_noninferiority(0, 0, 0, 0.03, 0.05, &r), -1);
+    assert_int_equal(pl_stats_noninferiority(-1, 0, 10, 0.03, 0.05, &r), -1);
+    assert_int_equal(pl_stats_noninferiority(0, 0, 10, 1.0, 0.05, &r), -1);
+    assert_int_equal(pl_stats_noninferiority(0, 0, 10, 0.03, 0.0, &r), -1);
 }
 
 int main(void)
@@ -333,12 +343,12 @@ int main(void)
         cmocka_unit_test(test_mcnemar_large),
         cmocka_unit_test(test_mcnemar_matches_pascal),
         cmocka_unit_test(test_mcnemar_symmetry),
-        cmocka_unit_test(test_cusum_init_rejects),
-        cmocka_unit_test(test_cusum_all_pass_never_alarms),
-        cmocka_unit_test(test_cusum_failures_alarm_at_formula),
-        cmocka_unit_test(test_cusum_detects_drop),
-        cmocka_unit_test(test_cusum_arl),
-        cmocka_unit_test(test_cusum_arl_edges),
+        cmocka_unit_test(test_betainc_matches_binomial_tail),
+        cmocka_unit_test(test_cp_lower),
+        cmocka_unit_test(test_cs_lower),
+        cmocka_unit_test(test_cs_lower_time_uniform),
+        cmocka_unit_test(test_normal_quantile),
+        cmocka_unit_test(test_noninferiority),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
