@@ -3,6 +3,7 @@
 #include "audit.h"
 #include "deploy_store.h"
 #include "outbox.h"
+#include "util.h"
 
 #include <json-c/json.h>
 #include <stdio.h>
@@ -15,7 +16,13 @@ static const char *const deploy_status_names[PL_DEPLOY_NSTATUS] = {
 };
 
 static const char *const deploy_actor_names[PL_ACTOR_NACTORS] = {
-    "differ", "abharness", "system:autoship", "owner", "monitor", "system:auto_rollback",
+    "differ",
+    "abharness",
+    "system:autoship",
+    "owner",
+    "monitor",
+    "system:auto_rollback",
+    "system:canary_promote",
 };
 
 #define BIT(s) (1u << (s))
@@ -34,6 +41,8 @@ static const struct deploy_move {
     {BIT(PL_DEPLOY_AB_PASSED) | BIT(PL_DEPLOY_PROPOSED), PL_DEPLOY_SHIPPED, PL_ACTOR_OWNER},
     {BIT(PL_DEPLOY_SHIPPED), PL_DEPLOY_MONITORING, PL_ACTOR_MONITOR},
     {BIT(PL_DEPLOY_MONITORING), PL_DEPLOY_REGRESSED, PL_ACTOR_MONITOR},
+    /* the promotion keeps the seed's status: only rollout_pct moves (SPEC 10) */
+    {BIT(PL_DEPLOY_MONITORING), PL_DEPLOY_MONITORING, PL_ACTOR_CANARY_PROMOTE},
     {BIT(PL_DEPLOY_SHIPPED) | BIT(PL_DEPLOY_MONITORING) | BIT(PL_DEPLOY_REGRESSED),
      PL_DEPLOY_ROLLED_BACK, PL_ACTOR_OWNER},
     {BIT(PL_DEPLOY_SHIPPED) | BIT(PL_DEPLOY_MONITORING) | BIT(PL_DEPLOY_REGRESSED),
@@ -114,8 +123,9 @@ static enum pl_transition_result deploy_fail(PGconn *conn, struct pl_pg_error *e
  * the caller's transaction. */
 static int deploy_announce(PGconn *conn, const char *tenant_id, const char *project_id,
                            const char *deployment_id, const char *from_name, const char *to_name,
-                           const char *at, enum pl_deploy_actor actor, const char *actor_id,
-                           const char *reason, const char *topic, struct pl_pg_error *err)
+                           const char *at, const char *rollout_pct, enum pl_deploy_actor actor,
+                           const char *actor_id, const char *reason, const char *topic,
+                           struct pl_pg_error *err)
 {
     const char *actor_name = pl_deploy_actor_name(actor);
     json_object *ev = json_object_new_object();
@@ -127,6 +137,9 @@ static int deploy_announce(PGconn *conn, const char *tenant_id, const char *proj
     json_object_object_add(ev, "to", json_object_new_string(to_name));
     json_object_object_add(ev, "at", json_object_new_string(at));
     json_object_object_add(ev, "actor", json_object_new_string(actor_id ? actor_id : actor_name));
+    long long rollout = 0; /* from the row's integer column: always a number */
+    pl_parse_ll(rollout_pct, &rollout);
+    json_object_object_add(ev, "rollout_pct", json_object_new_int64(rollout));
     const char *ev_text =
         json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 
@@ -164,8 +177,9 @@ enum pl_transition_result pl_deploy_transition(PGconn *conn, const struct pl_dep
     /* The CTE locks the row and remembers its old status; the UPDATE's status test is the
      * compare-and-set. Under READ COMMITTED a concurrent winner is re-read after its commit,
      * so exactly one of two racing moves matches. */
-    const char *params[7] = {ch->deployment_id, ch->tenant_id,        to_name,           allowed,
-                             ch->approved_by,   ch->rejection_reason, ch->ab_report_json};
+    const char *params[8] = {
+        ch->deployment_id,    ch->tenant_id,      to_name,        allowed, ch->approved_by,
+        ch->rejection_reason, ch->ab_report_json, ch->rollout_pct};
     PGresult *res = pl_pg_query(
         conn,
         "WITH old AS (SELECT id, status FROM prompt_deployments"
@@ -175,10 +189,17 @@ enum pl_transition_result pl_deploy_transition(PGconn *conn, const struct pl_dep
         "   rejection_reason = coalesce($6, d.rejection_reason),"
         "   ab_report = coalesce($7::jsonb, d.ab_report),"
         "   shipped_at = CASE WHEN $3 = 'shipped' THEN now() ELSE d.shipped_at END,"
-        "   rolled_back_at = CASE WHEN $3 = 'rolled_back' THEN now() ELSE d.rolled_back_at END"
+        "   rolled_back_at = CASE WHEN $3 = 'rolled_back' THEN now() ELSE d.rolled_back_at END,"
+        "   rollout_pct = CASE WHEN $3 = 'rolled_back' THEN 0"
+        "     WHEN $3 = 'shipped' THEN (SELECT CASE WHEN p.ship_canary_pct > 0"
+        "       AND d.prompt_id IS NOT NULL THEN p.ship_canary_pct ELSE 100 END"
+        "       FROM projects p WHERE p.id = d.project_id)"
+        "     ELSE coalesce($8::int, d.rollout_pct) END"
         " FROM old WHERE d.id = old.id AND d.status = ANY($4::text[])"
-        " RETURNING old.status, d.project_id, pl_deployment_json(d)::text, pl_ts(d.updated_at)",
-        7, params, err);
+        "   AND (old.status <> $3 OR d.rollout_pct < $8::int)"
+        " RETURNING old.status, d.project_id, pl_deployment_json(d)::text, pl_ts(d.updated_at),"
+        "   d.rollout_pct",
+        8, params, err);
     if (!res)
         return deploy_fail(conn, err);
     if (PQntuples(res) == 0) {
@@ -201,12 +222,13 @@ enum pl_transition_result pl_deploy_transition(PGconn *conn, const struct pl_dep
     }
     const char *from_name = PQgetvalue(res, 0, 0);
     int hooked = 0;
-    int failed = deploy_announce(conn, ch->tenant_id, PQgetvalue(res, 0, 1), ch->deployment_id,
-                                 from_name, to_name, PQgetvalue(res, 0, 3), ch->actor, ch->actor_id,
-                                 ch->rejection_reason, ch->events_topic, err) ||
-                 (ch->hook && (hooked = ch->hook(conn, ch->tenant_id, ch->deployment_id,
-                                                 ch->hook_arg, err)) != 0) ||
-                 pl_pg_exec(conn, "COMMIT", 0, NULL, err) != 0;
+    int failed =
+        deploy_announce(conn, ch->tenant_id, PQgetvalue(res, 0, 1), ch->deployment_id, from_name,
+                        to_name, PQgetvalue(res, 0, 3), PQgetvalue(res, 0, 4), ch->actor,
+                        ch->actor_id, ch->rejection_reason, ch->events_topic, err) ||
+        (ch->hook &&
+         (hooked = ch->hook(conn, ch->tenant_id, ch->deployment_id, ch->hook_arg, err)) != 0) ||
+        pl_pg_exec(conn, "COMMIT", 0, NULL, err) != 0;
     if (failed && hooked == 1) { /* the hook refused: nothing of the move stays */
         if (current)
             snprintf(current, 16, "%s", from_name);
@@ -266,7 +288,7 @@ enum pl_transition_result pl_deploy_create(PGconn *conn, const struct pl_deploy_
     snprintf(id, 37, "%s", PQgetvalue(res, 0, 0));
     int failed = deploy_announce(conn, p->tenant_id, p->project_id, id, NULL,
                                  pl_deploy_status_name(PL_DEPLOY_PROPOSED), PQgetvalue(res, 0, 1),
-                                 PL_ACTOR_DIFFER, NULL, NULL, p->events_topic, err) ||
+                                 "0", PL_ACTOR_DIFFER, NULL, NULL, p->events_topic, err) ||
                  pl_pg_exec(conn, "COMMIT", 0, NULL, err) != 0;
     PQclear(res);
     if (failed) {

@@ -29,7 +29,8 @@ enum pl_deploy_actor {
     PL_ACTOR_AUTOSHIP, /* abharness with prompt_autoship_enabled */
     PL_ACTOR_OWNER,    /* api: approve, reject, rollback by an owner key */
     PL_ACTOR_MONITOR,
-    PL_ACTOR_AUTO_ROLLBACK, /* monitor with auto_rollback_enabled */
+    PL_ACTOR_AUTO_ROLLBACK,  /* monitor with auto_rollback_enabled */
+    PL_ACTOR_CANARY_PROMOTE, /* monitor: a canary found not worse goes to 100 % */
     PL_ACTOR_NACTORS
 };
 
@@ -73,6 +74,7 @@ struct pl_deploy_change {
     const char *approved_by;      /* set approved_by (ship/rollback); NULL keeps it */
     const char *rejection_reason; /* NULL keeps it */
     const char *ab_report_json;   /* NULL keeps it */
+    const char *rollout_pct;      /* decimal; NULL keeps it (ship and rollback set their own) */
     const char *events_topic;     /* where the change is announced (pl.deployments) */
     pl_deploy_hook hook;          /* optional, run after the update in the same transaction */
     void *hook_arg;
@@ -88,6 +90,12 @@ enum pl_transition_result {
 /**
  * @brief The guarded transition: compare-and-set on the status, the outbox event and the
  *        audit entry (and the hook's work), all in one transaction.
+ *        rollout_pct: the move to `shipped` sets the project's ship_canary_pct (100 when it is
+ *        0 or the deployment has no registry prompt), `rolled_back` sets 0, any other move
+ *        sets ch->rollout_pct when given. A move to the status the row already has (the
+ *        canary promotion, monitoring → monitoring) must raise rollout_pct: the compare-and-set
+ *        is then on the status and on rollout_pct < ch->rollout_pct, so a replayed promotion
+ *        is a CONFLICT.
  * @param row_json   on OK, the updated deployment as JSON (caller frees); may be NULL.
  * @param current    on CONFLICT, the status the row has now (at least 16 bytes); when the
  *                   hook refused the move, err->message says why (else it is empty).

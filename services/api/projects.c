@@ -16,16 +16,56 @@ static const struct pl_field_rule project_rules[] = {
     {"auto_rollback_enabled", PL_FIELD_BOOL, 0, 0},
     {"cluster_min_size", PL_FIELD_INT, 2, 100000},
     {"ab_min_delta", PL_FIELD_FRACTION, 0, 0},
-    {"ab_alpha", PL_FIELD_FRACTION, 0, 0},
-    {"ab_guardrail_tolerance", PL_FIELD_FRACTION, 0, 0},
+    {"ab_alpha", PL_FIELD_FRACTION, 0, 0},               /* narrowed in project_ranges */
+    {"ab_guardrail_tolerance", PL_FIELD_FRACTION, 0, 0}, /* narrowed in project_ranges */
     {"ab_holdout_size", PL_FIELD_INT, 1, 10000},
     {"ab_guardrail_size", PL_FIELD_INT, 0, 10000},
     {"regression_min_samples", PL_FIELD_INT, 1, 100000},
-    {"regression_p1_drop", PL_FIELD_FRACTION, 0, 0},
-    {"regression_cusum_h", PL_FIELD_NUMBER, 1, 50},
+    {"regression_alpha", PL_FIELD_FRACTION, 0, 0},     /* narrowed in project_ranges */
+    {"regression_tolerance", PL_FIELD_FRACTION, 0, 0}, /* narrowed in project_ranges */
+    {"regression_baseline_size", PL_FIELD_INT, 10, 1000000},
     {"regression_window", PL_FIELD_INT, 10, 100000},
+    {"ship_canary_pct", PL_FIELD_INT, 0, 99},
+    {"ship_canary_min_samples", PL_FIELD_INT, 10, 1000000},
 };
 #define PROJECT_NRULES (sizeof(project_rules) / sizeof(project_rules[0]))
+
+/* Fractional ranges the field rules cannot state (their bounds are integers); they repeat the
+ * CHECK constraints of migration 0007 so that a bad value is a 422 naming the field rather
+ * than a constraint violation. regression_alpha excludes 0: a test that may never reject is
+ * no monitor. ab_alpha is also the level of the one-sided guardrail test, which is no test
+ * above 0.5 (nor at 0); a guardrail margin above 0.5 tolerates anything. */
+static const struct project_range {
+    const char *name;
+    double lo, hi;
+    bool lo_open;
+} project_ranges[] = {
+    {"ab_alpha", 0.0, 0.5, true},
+    {"ab_guardrail_tolerance", 0.0, 0.5, false},
+    {"regression_alpha", 0.0, 0.2, true},
+    {"regression_tolerance", 0.0, 0.5, false},
+};
+#define PROJECT_NRANGES (sizeof(project_ranges) / sizeof(project_ranges[0]))
+
+/* @returns false with why filled when a number in body is outside its range in
+ * project_ranges; a member of another type is left to pl_param_check_fields. */
+static bool projects_check_ranges(json_object *body, char *why, size_t whysz)
+{
+    for (size_t i = 0; i < PROJECT_NRANGES; i++) {
+        const struct project_range *r = &project_ranges[i];
+        json_object *v;
+        if (!json_object_object_get_ex(body, r->name, &v) ||
+            !(json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)))
+            continue;
+        double x = json_object_get_double(v);
+        if (r->lo_open ? x > r->lo && x <= r->hi : x >= r->lo && x <= r->hi)
+            continue;
+        snprintf(why, whysz, "%s must be %s %g and at most %g", r->name,
+                 r->lo_open ? "greater than" : "at least", r->lo, r->hi);
+        return false;
+    }
+    return true;
+}
 
 void api_projects_list(struct pl_http_request *req, struct pl_http_response *res)
 {
@@ -67,6 +107,9 @@ static json_object *projects_body(struct pl_http_request *req, struct pl_http_re
     }
     enum pl_field_result fr =
         pl_param_check_fields(body, project_rules, PROJECT_NRULES, why, sizeof(why));
+    /* A narrower range is named ahead of the generic [0, 1] a fraction field reports. */
+    if (fr != PL_FIELDS_BAD_REQUEST && !projects_check_ranges(body, why, sizeof(why)))
+        fr = PL_FIELDS_UNPROCESSABLE;
     if (fr != PL_FIELDS_OK) {
         pl_http_error(res, fr == PL_FIELDS_BAD_REQUEST ? 400 : 422, "%s", why);
         json_object_put(body);

@@ -34,6 +34,8 @@ static const struct expected_move {
     {PL_DEPLOY_SHIPPED, PL_DEPLOY_MONITORING, PL_ACTOR_MONITOR},
     /* monitoring -> regressed: monitor */
     {PL_DEPLOY_MONITORING, PL_DEPLOY_REGRESSED, PL_ACTOR_MONITOR},
+    /* monitoring -> monitoring: the monitor promotes a canary to 100 % (SPEC 10) */
+    {PL_DEPLOY_MONITORING, PL_DEPLOY_MONITORING, PL_ACTOR_CANARY_PROMOTE},
     /* shipped, monitoring, regressed -> rolled_back: owner, or monitor with auto_rollback */
     {PL_DEPLOY_SHIPPED, PL_DEPLOY_ROLLED_BACK, PL_ACTOR_OWNER},
     {PL_DEPLOY_MONITORING, PL_DEPLOY_ROLLED_BACK, PL_ACTOR_OWNER},
@@ -292,6 +294,7 @@ static void test_actor_names(void **state)
     assert_string_equal(pl_deploy_actor_name(PL_ACTOR_OWNER), "owner");
     assert_string_equal(pl_deploy_actor_name(PL_ACTOR_MONITOR), "monitor");
     assert_string_equal(pl_deploy_actor_name(PL_ACTOR_AUTO_ROLLBACK), "system:auto_rollback");
+    assert_string_equal(pl_deploy_actor_name(PL_ACTOR_CANARY_PROMOTE), "system:canary_promote");
     assert_null(pl_deploy_actor_name(PL_ACTOR_NACTORS));
     assert_null(pl_deploy_actor_name((enum pl_deploy_actor) - 1));
     assert_null(pl_deploy_actor_name((enum pl_deploy_actor)100));
