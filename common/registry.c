@@ -1,5 +1,7 @@
 #include "registry.h"
 
+#include "util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +42,43 @@ int pl_registry_live_version(PGconn *conn, const char *tenant_id, const char *en
                              3, p, version_id, err);
 }
 
+int pl_registry_live_row(PGconn *conn, const char *tenant_id, const char *environment_id,
+                         const char *prompt_id, struct pl_registry_live *live,
+                         struct pl_pg_error *err)
+{
+    const char *p[3] = {tenant_id, environment_id, prompt_id};
+    PGresult *res = pl_pg_query(conn,
+                                "SELECT version_id, coalesce(stable_version_id::text, ''),"
+                                " rollout_pct FROM environment_deployments"
+                                " WHERE tenant_id = $1 AND environment_id = $2 AND prompt_id = $3"
+                                " ORDER BY seq DESC LIMIT 1",
+                                3, p, err);
+    if (!res)
+        return -1;
+    int found = PQntuples(res) > 0;
+    if (found) {
+        snprintf(live->version_id, sizeof(live->version_id), "%s", PQgetvalue(res, 0, 0));
+        snprintf(live->stable_version_id, sizeof(live->stable_version_id), "%s",
+                 PQgetvalue(res, 0, 1));
+        live->rollout_pct = (int)pl_pg_getll(res, 0, 2);
+    }
+    PQclear(res);
+    return found;
+}
+
+int pl_registry_routing_key_check(const char *key, char *why, size_t whysz)
+{
+    size_t n = key ? strlen(key) : 0;
+    bool printable = n >= 1 && n <= PL_REGISTRY_ROUTING_KEY_MAX;
+    for (size_t i = 0; printable && i < n; i++)
+        printable = (unsigned char)key[i] >= 0x20 && (unsigned char)key[i] <= 0x7e;
+    if (printable)
+        return 0;
+    snprintf(why, whysz, "routing_key must be 1 to %d bytes of printable ASCII",
+             PL_REGISTRY_ROUTING_KEY_MAX);
+    return -1;
+}
+
 int pl_registry_add_version(PGconn *conn, const char *tenant_id, const char *prompt_id,
                             const char *manifest_json, const char *created_by, char version_id[37],
                             int *version, struct pl_pg_error *err)
@@ -68,15 +107,28 @@ int pl_registry_add_version(PGconn *conn, const char *tenant_id, const char *pro
     return 0;
 }
 
+/* Appends a deployment row serving version_id to rollout_pct % of the routing keys (a
+ * decimal, 1..100) and stable_version_id (NULL iff rollout_pct is 100) to the others. */
+static int registry_deploy_row(PGconn *conn, const char *tenant_id, const char *environment_id,
+                               const char *prompt_id, const char *version_id,
+                               const char *rollout_pct, const char *stable_version_id,
+                               const char *created_by, struct pl_pg_error *err)
+{
+    const char *p[7] = {tenant_id,  environment_id, prompt_id,        version_id,
+                        created_by, rollout_pct,    stable_version_id};
+    return pl_pg_exec(conn,
+                      "INSERT INTO environment_deployments (tenant_id, environment_id, prompt_id,"
+                      " version_id, created_by, rollout_pct, stable_version_id)"
+                      " VALUES ($1, $2, $3, $4, $5, $6::int, $7::uuid)",
+                      7, p, err);
+}
+
 int pl_registry_deploy(PGconn *conn, const char *tenant_id, const char *environment_id,
                        const char *prompt_id, const char *version_id, const char *created_by,
                        struct pl_pg_error *err)
 {
-    const char *p[5] = {tenant_id, environment_id, prompt_id, version_id, created_by};
-    return pl_pg_exec(conn,
-                      "INSERT INTO environment_deployments (tenant_id, environment_id, prompt_id,"
-                      " version_id, created_by) VALUES ($1, $2, $3, $4, $5)",
-                      5, p, err);
+    return registry_deploy_row(conn, tenant_id, environment_id, prompt_id, version_id, "100", NULL,
+                               created_by, err);
 }
 
 int pl_registry_create_prompt(PGconn *conn, const char *tenant_id, const char *project_id,
@@ -159,13 +211,48 @@ char *pl_registry_manifest_with_system(json_object *manifest, const char *system
     return text;
 }
 
+/* The share of routing keys the shipped version gets: the deployment's rollout_pct, which the
+ * transition has just set (the project's ship_canary_pct, or 100). Anything outside 1..99
+ * ships to everyone. */
+static int registry_ship_share(const char *rollout_pct)
+{
+    long long pct = 100;
+    if (pl_parse_ll(rollout_pct, &pct) != 0 || pct < 1 || pct > 99)
+        pct = 100;
+    return (int)pct;
+}
+
+/* Makes version_id live in env for the ship: at 100 %, or as a canary at pct % whose other
+ * keys keep what every key got before (the live row's stable version while another canary
+ * runs, else its version; base when the prompt was never live there). The prompt row is
+ * locked (pl_registry_add_version), so the live row read here stays the newest. */
+static int registry_ship_deploy(PGconn *conn, const char *tenant_id, const char *env,
+                                const char *prompt_id, const char *version_id, const char *base,
+                                int pct, const char *actor, struct pl_pg_error *err)
+{
+    if (pct == 100)
+        return pl_registry_deploy(conn, tenant_id, env, prompt_id, version_id, actor, err);
+    struct pl_registry_live live;
+    int found = pl_registry_live_row(conn, tenant_id, env, prompt_id, &live, err);
+    if (found < 0)
+        return -1;
+    const char *stable = found == 0               ? base
+                         : live.rollout_pct < 100 ? live.stable_version_id
+                                                  : live.version_id;
+    char share[16];
+    snprintf(share, sizeof(share), "%d", pct);
+    return registry_deploy_row(conn, tenant_id, env, prompt_id, version_id, share, stable, actor,
+                               err);
+}
+
 int pl_registry_ship_hook(PGconn *conn, const char *tenant_id, const char *deployment_id, void *arg,
                           struct pl_pg_error *err)
 {
     const char *actor = arg ? arg : "system";
     const char *p[2] = {deployment_id, tenant_id};
     PGresult *res = pl_pg_query(conn,
-                                "SELECT d.prompt_id, d.project_id, d.proposed_prompt, v.manifest"
+                                "SELECT d.prompt_id, d.project_id, d.proposed_prompt, v.manifest,"
+                                " d.base_version_id, d.rollout_pct"
                                 " FROM prompt_deployments d"
                                 " JOIN prompt_versions v ON v.id = d.base_version_id"
                                 " WHERE d.id = $1 AND d.tenant_id = $2 AND d.prompt_id IS NOT NULL",
@@ -176,12 +263,16 @@ int pl_registry_ship_hook(PGconn *conn, const char *tenant_id, const char *deplo
         PQclear(res);
         return 0;
     }
-    char prompt_id[37], project_id[37], env[37], version_id[37];
+    char prompt_id[37], project_id[37], base[37], env[37], version_id[37];
     snprintf(prompt_id, sizeof(prompt_id), "%s", PQgetvalue(res, 0, 0));
     snprintf(project_id, sizeof(project_id), "%s", PQgetvalue(res, 0, 1));
-    json_object *base = json_tokener_parse(PQgetvalue(res, 0, 3));
-    char *manifest = base ? pl_registry_manifest_with_system(base, PQgetvalue(res, 0, 2)) : NULL;
-    json_object_put(base);
+    snprintf(base, sizeof(base), "%s", PQgetvalue(res, 0, 4));
+    int pct = registry_ship_share(PQgetvalue(res, 0, 5));
+    json_object *manifest_base = json_tokener_parse(PQgetvalue(res, 0, 3));
+    char *manifest = manifest_base
+                         ? pl_registry_manifest_with_system(manifest_base, PQgetvalue(res, 0, 2))
+                         : NULL;
+    json_object_put(manifest_base);
     PQclear(res);
     int rc = -1;
     if (!manifest) {
@@ -197,7 +288,8 @@ int pl_registry_ship_hook(PGconn *conn, const char *tenant_id, const char *deplo
     if (found == 1 &&
         pl_registry_add_version(conn, tenant_id, prompt_id, manifest, actor, version_id, NULL,
                                 err) == 0 &&
-        pl_registry_deploy(conn, tenant_id, env, prompt_id, version_id, actor, err) == 0) {
+        registry_ship_deploy(conn, tenant_id, env, prompt_id, version_id, base, pct, actor, err) ==
+            0) {
         const char *u[3] = {deployment_id, tenant_id, version_id};
         rc = pl_pg_exec(conn,
                         "UPDATE prompt_deployments SET shipped_version_id = $3"
@@ -208,16 +300,27 @@ int pl_registry_ship_hook(PGconn *conn, const char *tenant_id, const char *deplo
     return rc;
 }
 
-int pl_registry_rollback_hook(PGconn *conn, const char *tenant_id, const char *deployment_id,
-                              void *arg, struct pl_pg_error *err)
+/* A shipped deployment of a registry prompt and what is live for its prompt in production. */
+struct registry_shipped {
+    char prompt_id[37], base[37], shipped[37], env[37];
+    int rollout_pct; /* the deployment's, as its transition has just set it */
+    int live_found;  /* 1 when the prompt has a live row in production */
+    struct pl_registry_live live;
+};
+
+/*
+ * Reads the deployment and its prompt's production live row. Locks the prompt row first, so
+ * a concurrent ship, promotion or rollback of the same prompt waits and then sees this one.
+ * @returns 1 filled, 0 when the deployment has no registry prompt or shipped no version
+ *          (nothing to change), -1 with err.
+ */
+static int registry_shipped_read(PGconn *conn, const char *tenant_id, const char *deployment_id,
+                                 struct registry_shipped *s, struct pl_pg_error *err)
 {
-    const char *actor = arg ? arg : "system";
     const char *p[2] = {deployment_id, tenant_id};
-    /* Locks the production history of this prompt's environment through the prompt row, so
-     * a concurrent ship or rollback of the same prompt waits and then sees this one. */
     PGresult *res = pl_pg_query(conn,
                                 "SELECT d.prompt_id, d.project_id, d.base_version_id,"
-                                " d.shipped_version_id FROM prompt_deployments d"
+                                " d.shipped_version_id, d.rollout_pct FROM prompt_deployments d"
                                 " JOIN prompts pr ON pr.id = d.prompt_id"
                                 " WHERE d.id = $1 AND d.tenant_id = $2 AND d.prompt_id IS NOT NULL"
                                 "   AND d.shipped_version_id IS NOT NULL AND d.base_version_id IS"
@@ -229,30 +332,78 @@ int pl_registry_rollback_hook(PGconn *conn, const char *tenant_id, const char *d
         PQclear(res);
         return 0;
     }
-    char prompt_id[37], project_id[37], base[37], shipped[37], env[37], live[37] = "";
-    snprintf(prompt_id, sizeof(prompt_id), "%s", PQgetvalue(res, 0, 0));
+    char project_id[37];
+    snprintf(s->prompt_id, sizeof(s->prompt_id), "%s", PQgetvalue(res, 0, 0));
     snprintf(project_id, sizeof(project_id), "%s", PQgetvalue(res, 0, 1));
-    snprintf(base, sizeof(base), "%s", PQgetvalue(res, 0, 2));
-    snprintf(shipped, sizeof(shipped), "%s", PQgetvalue(res, 0, 3));
+    snprintf(s->base, sizeof(s->base), "%s", PQgetvalue(res, 0, 2));
+    snprintf(s->shipped, sizeof(s->shipped), "%s", PQgetvalue(res, 0, 3));
+    s->rollout_pct = (int)pl_pg_getll(res, 0, 4);
     PQclear(res);
-    int found = pl_registry_production_env(conn, tenant_id, project_id, env, err);
+    int found = pl_registry_production_env(conn, tenant_id, project_id, s->env, err);
     if (found == 1)
-        found = pl_registry_live_version(conn, tenant_id, env, prompt_id, live, err);
+        found = pl_registry_live_row(conn, tenant_id, s->env, s->prompt_id, &s->live, err);
     if (found < 0)
         return -1;
-    if (found == 0 || strcmp(live, shipped) != 0) {
-        const char *pv[1] = {live};
-        PGresult *v = found ? pl_pg_query(conn, "SELECT version FROM prompt_versions WHERE id = $1",
-                                          1, pv, err)
-                            : NULL;
+    s->live_found = found;
+    return 1;
+}
+
+/* Fills err with why a move is refused because another version is live, naming its number.
+ * @returns 1 (the hook's "refused"). */
+static int registry_refuse_other_live(PGconn *conn, const struct registry_shipped *s,
+                                      const char *what, struct pl_pg_error *err)
+{
+    const char *pv[1] = {s->live.version_id};
+    PGresult *v =
+        s->live_found
+            ? pl_pg_query(conn, "SELECT version FROM prompt_versions WHERE id = $1", 1, pv, err)
+            : NULL;
+    snprintf(err->message, sizeof(err->message),
+             "cannot %s: version %s of the prompt is live now, not the one this deployment "
+             "shipped",
+             what, v && PQntuples(v) ? PQgetvalue(v, 0, 0) : "(none)");
+    err->sqlstate[0] = '\0';
+    if (v)
+        PQclear(v);
+    return 1;
+}
+
+int pl_registry_rollback_hook(PGconn *conn, const char *tenant_id, const char *deployment_id,
+                              void *arg, struct pl_pg_error *err)
+{
+    const char *actor = arg ? arg : "system";
+    struct registry_shipped s;
+    int found = registry_shipped_read(conn, tenant_id, deployment_id, &s, err);
+    if (found <= 0)
+        return found;
+    /* The live row serves the shipped version, to every key or (a canary) to some: either
+     * way base goes back to everyone. Anything else means something newer is live. */
+    if (!s.live_found || strcmp(s.live.version_id, s.shipped) != 0)
+        return registry_refuse_other_live(conn, &s, "roll back", err);
+    return pl_registry_deploy(conn, tenant_id, s.env, s.prompt_id, s.base, actor, err);
+}
+
+int pl_registry_promote_hook(PGconn *conn, const char *tenant_id, const char *deployment_id,
+                             void *arg, struct pl_pg_error *err)
+{
+    const char *actor = arg ? arg : "system";
+    struct registry_shipped s;
+    int found = registry_shipped_read(conn, tenant_id, deployment_id, &s, err);
+    if (found <= 0)
+        return found;
+    if (!s.live_found || strcmp(s.live.version_id, s.shipped) != 0)
+        return registry_refuse_other_live(conn, &s, "promote", err);
+    if (s.live.rollout_pct >= 100 || s.live.rollout_pct >= s.rollout_pct) {
         snprintf(err->message, sizeof(err->message),
-                 "cannot roll back: version %s of the prompt is live now, not the one this "
-                 "deployment shipped",
-                 v && PQntuples(v) ? PQgetvalue(v, 0, 0) : "(none)");
+                 "cannot promote: the shipped version already serves %d %% of the routing keys",
+                 s.live.rollout_pct);
         err->sqlstate[0] = '\0';
-        if (v)
-            PQclear(v);
         return 1;
     }
-    return pl_registry_deploy(conn, tenant_id, env, prompt_id, base, actor, err);
+    if (s.rollout_pct >= 100)
+        return pl_registry_deploy(conn, tenant_id, s.env, s.prompt_id, s.shipped, actor, err);
+    char share[16];
+    snprintf(share, sizeof(share), "%d", s.rollout_pct);
+    return registry_deploy_row(conn, tenant_id, s.env, s.prompt_id, s.shipped, share,
+                               s.live.stable_version_id, actor, err);
 }

@@ -1,7 +1,8 @@
 /* Registry API: prompts, immutable versions, environments and their deployment history
  * (SPEC 4, 11). The writes reuse common/registry.c (numbering under the prompt's row lock,
  * append-only deployment rows) and are audited in their own transaction; every JSON shape
- * comes from one SQL function of 0004_registry.sql. */
+ * comes from one SQL function of the migrations (0004_registry.sql; the environment's live
+ * list, routed by an optional routing_key, from 0008_canary_routing.sql). */
 #include "api.h"
 
 #include "params.h"
@@ -610,7 +611,7 @@ void api_environments_list(struct pl_http_request *req, struct pl_http_response 
     struct pl_principal who;
     if (!api_authorize(req, res, PL_ROLES_ANY, false, &who))
         return;
-    static const char *const allowed[] = {"project_id", NULL};
+    static const char *const allowed[] = {"project_id", "routing_key", NULL};
     const char *project = NULL;
     if (!api_query_params(req, res, allowed, &project))
         return;
@@ -618,18 +619,25 @@ void api_environments_list(struct pl_http_request *req, struct pl_http_response 
         pl_http_error(res, 400, "project_id is required");
         return;
     }
+    /* each live entry answers the version served to this key (stable per key) */
+    const char *routing_key = pl_http_query(req, "routing_key");
+    char why[128];
+    if (routing_key && pl_registry_routing_key_check(routing_key, why, sizeof(why)) != 0) {
+        pl_http_error(res, 400, "%s", why);
+        return;
+    }
     PGconn *conn = api_db(req, res);
     if (!conn)
         return;
-    const char *p[2] = {who.tenant_id, project};
+    const char *p[3] = {who.tenant_id, project, routing_key};
     struct pl_pg_error err;
     PGresult *r = pl_pg_query(conn,
                               "SELECT EXISTS (SELECT 1 FROM projects WHERE id = $2"
                               "   AND tenant_id = $1),"
-                              " coalesce(string_agg(pl_environment_json(e)::text, ','"
+                              " coalesce(string_agg(pl_environment_json(e, $3::text)::text, ','"
                               "   ORDER BY e.created_at, e.name), '')"
                               " FROM environments e WHERE e.tenant_id = $1 AND e.project_id = $2",
-                              2, p, &err);
+                              3, p, &err);
     api_db_release(req, conn);
     if (!r) {
         api_db_error(res, &err);

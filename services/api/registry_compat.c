@@ -5,6 +5,7 @@
 #include "api.h"
 
 #include "params.h"
+#include "registry.h"
 #include "registry_json.h"
 #include "util.h"
 
@@ -20,12 +21,15 @@
 #define TF_FQN_USAGE "fqn must be chat_prompt:{tenant}/{ml_repo}/{prompt} or ...:{version}"
 
 /* Adaline's deployment object (seed 003) from one deployment row d (the subquery between
- * ADALINE_HEAD and ADALINE_TAIL), its environment and its version, whose snapshot was computed
- * when the version was written (0004_registry.sql). Rows are append-only: updatedAt is
- * createdAt and the updater is the creator. The statement is prepared once per connection,
- * so its plan is a generic one: environment and version are reached by primary key behind an
- * OFFSET 0 fence, so that the tenant checks on them can never turn into a scan of the
- * tenant's versions whatever the statistics say. */
+ * ADALINE_HEAD and ADALINE_TAIL, which adds routed_version_id: the version the row serves to
+ * the request's routing key, pl_routed_version of 0007), its environment and that version,
+ * whose snapshot was computed when the version was written (0004_registry.sql). A canary row
+ * serves two versions under one id: per routing key the answer is stable, and without a key
+ * it is the stable version. Rows are append-only: updatedAt is createdAt and the updater is
+ * the creator. The statement is prepared once per connection, so its plan is a generic one:
+ * environment and version are reached by primary key behind an OFFSET 0 fence, so that the
+ * tenant checks on them can never turn into a scan of the tenant's versions whatever the
+ * statistics say. */
 #define ADALINE_MS "floor(extract(epoch FROM d.created_at) * 1000)::bigint"
 #define ADALINE_HEAD                                                                               \
     "SELECT row_to_json(x)::text FROM (SELECT d.id, " ADALINE_MS " AS \"createdAt\", " ADALINE_MS  \
@@ -33,21 +37,25 @@
     " d.created_by AS \"updatedByUserId\", e.project_id AS \"projectId\","                         \
     " d.prompt_id AS \"promptId\", d.environment_id AS \"deploymentEnvironmentId\","               \
     " v.adaline_prompt AS prompt FROM ("
+/* the row's columns and the version it serves to $4 (the routing key, NULL when none) */
+#define ADALINE_ROW                                                                                \
+    "SELECT *, pl_routed_version(environment_deployments, $4::text) AS routed_version_id"          \
+    " FROM environment_deployments"
 #define ADALINE_TAIL                                                                               \
     ") d CROSS JOIN LATERAL (SELECT project_id, tenant_id FROM environments"                       \
     "   WHERE id = d.environment_id OFFSET 0) e"                                                   \
     " CROSS JOIN LATERAL (SELECT adaline_prompt, tenant_id FROM prompt_versions"                   \
-    "   WHERE id = d.version_id OFFSET 0) v"                                                       \
+    "   WHERE id = d.routed_version_id OFFSET 0) v"                                                \
     " WHERE e.tenant_id = d.tenant_id AND v.tenant_id = d.tenant_id) x"
 
 /* The newest row of (environment, prompt), read from the environment_deployments_live index. */
 static const char adaline_current_sql[] =
-    ADALINE_HEAD "SELECT * FROM environment_deployments WHERE environment_id = $1"
-                 " AND prompt_id = $2 AND tenant_id = $3 ORDER BY seq DESC LIMIT 1" ADALINE_TAIL;
+    ADALINE_HEAD ADALINE_ROW " WHERE environment_id = $1 AND prompt_id = $2 AND tenant_id = $3"
+                             " ORDER BY seq DESC LIMIT 1" ADALINE_TAIL;
 
 static const char adaline_one_sql[] =
-    ADALINE_HEAD "SELECT * FROM environment_deployments WHERE id = $1 AND prompt_id = $2"
-                 " AND tenant_id = $3 AND ($4::uuid IS NULL OR environment_id = $4)" ADALINE_TAIL;
+    ADALINE_HEAD ADALINE_ROW " WHERE id = $1 AND prompt_id = $2 AND tenant_id = $3"
+                             " AND ($5::uuid IS NULL OR environment_id = $5)" ADALINE_TAIL;
 
 static void compat_error(PGconn *conn, const PGresult *res, struct pl_pg_error *err)
 {
@@ -93,12 +101,13 @@ void api_adaline_deployment(struct pl_http_request *req, struct pl_http_response
     if (!api_authorize(req, res, PL_ROLES_ANY, false, &who))
         return;
     static const char *const allowed[] = {"promptId", "deploymentId", "deploymentEnvironmentId",
-                                          NULL};
+                                          "routing_key", NULL};
     if (!api_query_params(req, res, allowed, NULL))
         return;
     const char *prompt = pl_http_query(req, "promptId");
     const char *deployment = pl_http_query(req, "deploymentId");
     const char *env = pl_http_query(req, "deploymentEnvironmentId");
+    const char *routing_key = pl_http_query(req, "routing_key");
     if (!prompt || !*prompt) {
         pl_http_error(res, 400, "promptId is required");
         return;
@@ -125,17 +134,22 @@ void api_adaline_deployment(struct pl_http_request *req, struct pl_http_response
         pl_http_error(res, 400, "deploymentEnvironmentId must be a uuid");
         return;
     }
+    char why[128];
+    if (routing_key && pl_registry_routing_key_check(routing_key, why, sizeof(why)) != 0) {
+        pl_http_error(res, 400, "%s", why);
+        return;
+    }
     PGconn *conn = api_db(req, res);
     if (!conn)
         return;
     struct pl_pg_error err;
     PGresult *r;
     if (current) {
-        const char *p[3] = {env, prompt, who.tenant_id};
-        r = compat_exec_prepared(conn, "pl_adaline_current", adaline_current_sql, 3, p, &err);
+        const char *p[4] = {env, prompt, who.tenant_id, routing_key};
+        r = compat_exec_prepared(conn, "pl_adaline_current", adaline_current_sql, 4, p, &err);
     } else {
-        const char *p[4] = {deployment, prompt, who.tenant_id, env};
-        r = compat_exec_prepared(conn, "pl_adaline_one", adaline_one_sql, 4, p, &err);
+        const char *p[5] = {deployment, prompt, who.tenant_id, routing_key, env};
+        r = compat_exec_prepared(conn, "pl_adaline_one", adaline_one_sql, 5, p, &err);
     }
     api_db_release(req, conn);
     if (!r)
@@ -190,7 +204,17 @@ static int tf_fqn_parse(const char *s, struct tf_fqn *f)
     " JOIN projects pr ON pr.id = p.project_id AND pr.tenant_id = v.tenant_id"                     \
     " JOIN tenants tn ON tn.id = v.tenant_id"
 
-/* Filters first, then the JSON of the requested page only. */
+/*
+ * Filters first, then the JSON of the requested page only.
+ *
+ * TrueFoundry (seed 004) has no environments, so nothing in its filters means "the live
+ * version": `version=latest` is the newest number and a tag is a movable name, both unrelated
+ * to what production serves. routing_key ($14) is therefore its own version selector: per
+ * prompt, the version the project's production environment serves to that key (the newest
+ * production row through pl_routed_version, as GET /v2/deployments?deploymentId=current
+ * answers it). The other filters choose the prompts; the api refuses routing_key together with
+ * another version selector (version, a versioned fqn, tag), which would ask two questions.
+ */
 static const char tf_list_sql[] =
     "WITH f AS (SELECT v, tn.name AS tenant_name, pr.name AS project_name, p.name AS prompt_name,"
     "   p.project_id FROM prompt_versions v" TF_VERSION_JOINS " WHERE v.tenant_id = $1"
@@ -202,7 +226,12 @@ static const char tf_list_sql[] =
     "   AND ($9::uuid IS NULL OR v.prompt_id = $9)"
     "   AND ($10::uuid IS NULL OR p.project_id = $10)"
     "   AND ($11::text IS NULL OR EXISTS (SELECT 1 FROM prompt_tags t WHERE t.tenant_id = $1"
-    "        AND t.prompt_id = v.prompt_id AND t.tag = $11 AND t.version_id = v.id)))"
+    "        AND t.prompt_id = v.prompt_id AND t.tag = $11 AND t.version_id = v.id))"
+    "   AND ($14::text IS NULL OR v.id = (SELECT pl_routed_version(d, $14::text)"
+    "        FROM environments en JOIN environment_deployments d ON d.environment_id = en.id"
+    "          AND d.prompt_id = v.prompt_id AND d.tenant_id = $1"
+    "        WHERE en.tenant_id = $1 AND en.project_id = p.project_id"
+    "          AND en.name = 'production' ORDER BY d.seq DESC LIMIT 1)))"
     " SELECT (SELECT count(*) FROM f),"
     " coalesce((SELECT string_agg(pl_tf_version_json(v, tenant_name, project_name, prompt_name,"
     "   project_id)::text, ',' ORDER BY (v).created_at DESC, (v).version DESC, (v).id DESC)"
@@ -214,8 +243,9 @@ void api_truefoundry_versions(struct pl_http_request *req, struct pl_http_respon
     struct pl_principal who;
     if (!api_authorize(req, res, PL_ROLES_ANY, false, &who))
         return;
-    static const char *const allowed[] = {"fqn",        "tag",    "name",  "version", "prompt_id",
-                                          "ml_repo_id", "offset", "limit", NULL};
+    static const char *const allowed[] = {"fqn",         "tag",        "name",   "version",
+                                          "prompt_id",   "ml_repo_id", "offset", "limit",
+                                          "routing_key", NULL};
     if (!api_query_params(req, res, allowed, NULL))
         return;
     char why[128];
@@ -246,12 +276,26 @@ void api_truefoundry_versions(struct pl_http_request *req, struct pl_http_respon
                       prompt_id && !pl_uuid_valid(prompt_id) ? "prompt_id" : "ml_repo_id");
         return;
     }
+    const char *routing_key = pl_http_query(req, "routing_key"), *tag = pl_http_query(req, "tag");
+    if (routing_key && pl_registry_routing_key_check(routing_key, why, sizeof(why)) != 0) {
+        pl_http_error(res, 400, "%s", why);
+        return;
+    }
+    if (routing_key && (version || f.version || tag)) {
+        pl_http_error(res, 400,
+                      "routing_key selects the version production serves to the key: it cannot "
+                      "be combined with %s",
+                      version     ? "version"
+                      : f.version ? "a versioned fqn"
+                                  : "tag");
+        return;
+    }
     char fver[24], pver[24], lim[24], off[24];
     snprintf(fver, sizeof(fver), "%lld", f.version);
     snprintf(pver, sizeof(pver), "%lld", v);
     snprintf(lim, sizeof(lim), "%lld", limit);
     snprintf(off, sizeof(off), "%lld", offset);
-    const char *p[13] = {who.tenant_id,
+    const char *p[14] = {who.tenant_id,
                          f.tenant,
                          f.project,
                          f.prompt,
@@ -261,14 +305,15 @@ void api_truefoundry_versions(struct pl_http_request *req, struct pl_http_respon
                          latest ? "true" : "false",
                          prompt_id,
                          repo_id,
-                         pl_http_query(req, "tag"),
+                         tag,
                          lim,
-                         off};
+                         off,
+                         routing_key};
     PGconn *conn = api_db(req, res);
     if (!conn)
         return;
     struct pl_pg_error err;
-    PGresult *r = pl_pg_query(conn, tf_list_sql, 13, p, &err);
+    PGresult *r = pl_pg_query(conn, tf_list_sql, 14, p, &err);
     api_db_release(req, conn);
     if (!r) {
         api_db_error(res, &err);

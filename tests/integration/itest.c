@@ -146,6 +146,23 @@ static void itest_key_new(PGconn *conn, const char *tenant, const char *role, ch
     snprintf(out, 64, "%s", key);
 }
 
+bool itest_wait_sql(PGconn *conn, const char *sql, const char *param, const char *want,
+                    int timeout_ms)
+{
+    int64_t deadline = pl_now_ms() + timeout_ms;
+    const char *p[1] = {param};
+    for (;;) {
+        char *v = itest_sql(conn, sql, 1, p);
+        bool ok = strcmp(v, want) == 0;
+        free(v);
+        if (ok)
+            return true;
+        if (pl_now_ms() >= deadline)
+            return false;
+        pl_sleep_ms(50);
+    }
+}
+
 void itest_tenant_new(PGconn *conn, const char *plan, struct itest_tenant *t)
 {
     const char *p[1] = {plan};

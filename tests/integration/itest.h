@@ -37,6 +37,11 @@ PGconn *itest_pg(const char *dsn);
  *         new string ("" when no rows); fails the test on error. */
 char *itest_sql(PGconn *conn, const char *sql, int n, const char *const *params);
 
+/** @brief Polls sql (one parameter, param) until its value is want or timeout_ms passes
+ *         (at least once); @returns whether it got there. */
+bool itest_wait_sql(PGconn *conn, const char *sql, const char *param, const char *want,
+                    int timeout_ms);
+
 struct itest_tenant {
     char id[37];
     char project_id[37];
