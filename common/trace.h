@@ -87,4 +87,11 @@ const char *pl_trace_output(json_object *trace);
  *         spans with an error in *span_errors. The text is owned by trace. */
 const char *pl_trace_error(json_object *trace, int *span_errors);
 
+/**
+ * @brief True for YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z with every field in its calendar range: what
+ *        the SQL cast to timestamptz takes (a value it refuses would fail a batch on every
+ *        retry), in fixed widths (stores order these texts). The envelope's received_at.
+ */
+bool pl_trace_timestamp_ok(const char *s);
+
 #endif

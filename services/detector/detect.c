@@ -33,44 +33,6 @@ struct detect_rule {
     struct pl_eval_rule *rule;
 };
 
-/* n digits at p as a number, or -1. */
-static int detect_digits(const char *p, int n)
-{
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return -1;
-        v = v * 10 + (p[i] - '0');
-    }
-    return v;
-}
-
-/* YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z with every field in its calendar range (what the SQL cast
- * takes; a value it refuses would fail the batch on every retry), fixed widths (the cluster
- * store orders these texts). */
-static bool detect_timestamp_ok(const char *s)
-{
-    static const int days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (strlen(s) < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
-        s[16] != ':')
-        return false;
-    int y = detect_digits(s, 4), mo = detect_digits(s + 5, 2), d = detect_digits(s + 8, 2),
-        h = detect_digits(s + 11, 2), mi = detect_digits(s + 14, 2), sec = detect_digits(s + 17, 2);
-    bool leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
-    if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > days[mo - 1] || (mo == 2 && d == 29 && !leap) ||
-        h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 59)
-        return false;
-    const char *end = s + 19;
-    if (*end == '.') {
-        int digits = 0;
-        for (end++; *end >= '0' && *end <= '9'; end++)
-            digits++;
-        if (digits < 1 || digits > 6)
-            return false;
-    }
-    return end[0] == 'Z' && end[1] == '\0';
-}
-
 /* A uuid member of the envelope, lower-cased into out; false if it is not one. */
 static bool detect_uuid(const struct pl_json_value *v, char out[37])
 {
@@ -88,7 +50,7 @@ static bool detect_received_at(const struct pl_json_value *v, char out[40])
     if (v->kind != PL_JSON_STRING || v->str.len >= 40)
         return false;
     pl_json_str_decode(&v->str, out);
-    return detect_timestamp_ok(out);
+    return pl_trace_timestamp_ok(out);
 }
 
 /* Checks a pl.traces envelope and its trace (one pass, no tree); on failure fills the item's

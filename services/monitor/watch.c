@@ -1,53 +1,318 @@
 #include "watch.h"
 
+#include "baseline.h"
 #include "deploy.h"
 #include "eval_rule_store.h"
 #include "log.h"
 #include "metrics.h"
 #include "registry.h"
-#include "stats.h"
+#include "regression.h"
 #include "trace.h"
 #include "util.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* A shipped version whose live traces are being watched. */
+/* A shipped version whose live traces are being watched, and the version it replaced. */
 struct watched {
-    char id[37], tenant[37], project[37], prompt[257], alias[65];
-    long long version;
+    char id[37], tenant[37], project[37], prompt[257], alias[65], base_alias[65];
+    long long version, base_version; /* base_version 0: none */
+    int rollout_pct;                 /* < 100: a canary, the base version's traces count too */
 };
 
-/* One scored trace of a watched version. */
+/* One scored trace of a watched deployment: of its shipped version, or of the version it
+ * replaced served concurrently during a canary (the baseline arm). */
 struct observation {
     const struct watched *w;
-    const char *trace_id;
-    bool passed;
+    const char *trace_id, *received_at;
+    bool passed, baseline;
 };
 
 /* The project's rules, loaded once per batch. */
 struct project_rules {
-    char tenant[37], project[37];
+    char project[37];
     struct pl_rule_set set;
 };
 
-static const char monitor_state_sql[] =
-    /* p0: the A/B candidate rate, kept inside (0, 1) so the log-likelihood ratios stay
-     * finite; p1: the drop the project wants to catch. */
-    "INSERT INTO monitor_state (deployment_id, tenant_id, p0, p1, h, min_samples)"
-    " SELECT d.id, d.tenant_id, x.p0, greatest(0.01, x.p0 - greatest(0.01,"
-    "   p.regression_p1_drop)), p.regression_cusum_h, p.regression_min_samples"
-    " FROM prompt_deployments d JOIN projects p ON p.id = d.project_id,"
-    " LATERAL (SELECT least(0.99, greatest(0.05, coalesce((d.ab_report->>"
-    "   'correctness_candidate')::float8, 0.95))) AS p0) x"
-    " WHERE d.id = $1 AND d.tenant_id = $2 ON CONFLICT DO NOTHING";
+/* Grows as a batch meets projects: a batch may hold traces of any number of them. */
+struct rules_cache {
+    struct project_rules *r;
+    size_t n, cap;
+};
 
-static int monitor_ensure_state(PGconn *conn, const char *tenant, const char *id,
-                                struct pl_pg_error *err)
+/* The stored state of a deployment's test and the settings it was started with. */
+struct monitor_test {
+    struct pl_regression t;
+    long min_samples, canary_min_samples;
+    bool regressed, promote;
+};
+
+static struct pl_rule_set *monitor_rules(PGconn *conn, struct rules_cache *cache,
+                                         const char *tenant, const char *project,
+                                         struct pl_pg_error *err)
+{
+    for (size_t i = 0; i < cache->n; i++)
+        if (strcmp(cache->r[i].project, project) == 0)
+            return &cache->r[i].set;
+    if (cache->n == cache->cap) {
+        size_t cap = cache->cap ? 2 * cache->cap : 8;
+        struct project_rules *r = realloc(cache->r, cap * sizeof(*r));
+        if (!r) {
+            snprintf(err->message, sizeof(err->message), "out of memory");
+            err->sqlstate[0] = '\0';
+            return NULL;
+        }
+        cache->r = r;
+        cache->cap = cap;
+    }
+    struct project_rules *r = &cache->r[cache->n];
+    snprintf(r->project, sizeof(r->project), "%s", project);
+    if (pl_eval_rule_store_load(conn, tenant, project, &r->set, err) != 0)
+        return NULL;
+    cache->n++;
+    return &r->set;
+}
+
+/* "{a,b,...}" of one of the test's per-alternative arrays, exact in text (%.17g
+ * round-trips). */
+static void monitor_array_text(const double *v, char *buf, size_t bufsz)
+{
+    size_t len = 0;
+    for (int j = 0; j < PL_REGRESSION_ALTERNATIVES && len < bufsz; j++)
+        len += (size_t)snprintf(buf + len, bufsz - len, "%c%.17g", j ? ',' : '{', v[j]);
+    if (len < bufsz)
+        snprintf(buf + len, bufsz - len, "}");
+}
+
+static void monitor_array_parse(const char *text, double *v)
+{
+    const char *p = text;
+    for (int j = 0; j < PL_REGRESSION_ALTERNATIVES && p && *p; j++) {
+        p++; /* '{' or ',' */
+        char *end;
+        v[j] = strtod(p, &end);
+        p = end;
+    }
+}
+
+/*
+ * Creates the deployment's test state once (a replayed `shipped` event finds it and changes
+ * nothing): alpha, tolerance and sample sizes from the project as they are at ship; a canary's
+ * baseline starts empty and grows with concurrent traffic, otherwise the baseline is the
+ * replaced version's newest pre-ship traces, scored now.
+ */
+static int monitor_state_ensure(PGconn *conn, struct rules_cache *cache, const char *tenant,
+                                const char *id, struct pl_pg_error *err)
 {
     const char *p[2] = {id, tenant};
-    return pl_pg_exec(conn, monitor_state_sql, 2, p, err);
+    PGresult *res =
+        pl_pg_query(conn,
+                    "SELECT d.project_id, d.rollout_pct < 100, p.regression_baseline_size,"
+                    " EXISTS (SELECT 1 FROM monitor_state s WHERE s.deployment_id = d.id)"
+                    " FROM prompt_deployments d JOIN projects p ON p.id = d.project_id"
+                    " WHERE d.id = $1 AND d.tenant_id = $2",
+                    2, p, err);
+    if (!res)
+        return -1;
+    if (PQntuples(res) == 0 || strcmp(PQgetvalue(res, 0, 3), "t") == 0) {
+        PQclear(res);
+        return 0;
+    }
+    char project[37];
+    snprintf(project, sizeof(project), "%s", PQgetvalue(res, 0, 0));
+    bool canary = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+    long limit = strtol(PQgetvalue(res, 0, 2), NULL, 10);
+    PQclear(res);
+    long n = 0, k = 0;
+    if (!canary) {
+        struct pl_rule_set *rules = monitor_rules(conn, cache, tenant, project, err);
+        if (!rules || pl_monitor_baseline_count(conn, tenant, id, rules, limit, &n, &k, err) != 0)
+            return -1;
+    }
+    char n_txt[24], k_txt[24];
+    snprintf(n_txt, sizeof(n_txt), "%ld", n);
+    snprintf(k_txt, sizeof(k_txt), "%ld", k);
+    struct pl_regression fresh; /* the arrays a test starts from */
+    pl_regression_init(&fresh, 0.5, 0, false, 0, 0);
+    char log_lr[512], log_c[512];
+    monitor_array_text(fresh.log_lr, log_lr, sizeof(log_lr));
+    monitor_array_text(fresh.log_c, log_c, sizeof(log_c));
+    const char *pi[7] = {id, tenant, canary ? "t" : "f", n_txt, k_txt, log_lr, log_c};
+    if (pl_pg_exec(conn,
+                   "INSERT INTO monitor_state (deployment_id, tenant_id, alpha, tolerance,"
+                   " min_samples, canary, canary_min_samples, base_n, base_k, log_lr, log_c)"
+                   " SELECT d.id, d.tenant_id, p.regression_alpha, p.regression_tolerance,"
+                   " p.regression_min_samples, $3::boolean, p.ship_canary_min_samples,"
+                   " $4::bigint, $5::bigint, $6::float8[], $7::float8[]"
+                   " FROM prompt_deployments d JOIN projects p ON p.id = d.project_id"
+                   " WHERE d.id = $1 AND d.tenant_id = $2 ON CONFLICT DO NOTHING",
+                   7, pi, err) != 0)
+        return -1;
+    if (!canary)
+        pl_info("deployment %s: baseline %ld/%ld pre-ship traces of the replaced version", id, k,
+                n);
+    return 0;
+}
+
+/* Loads the state row (locked until the transaction ends). @returns 1, 0 when none, -1. */
+static int monitor_state_load(PGconn *conn, const char *id, struct monitor_test *m,
+                              struct pl_pg_error *err)
+{
+    const char *p[1] = {id};
+    PGresult *st = pl_pg_query(conn,
+                               "SELECT alpha, tolerance, min_samples, canary, canary_min_samples,"
+                               " base_n, base_k, n, k, log_lr::text, regressed_at IS NOT NULL,"
+                               " promote_at IS NOT NULL, log_c::text FROM monitor_state"
+                               " WHERE deployment_id = $1 FOR UPDATE",
+                               1, p, err);
+    if (!st)
+        return -1;
+    if (PQntuples(st) == 0) {
+        PQclear(st);
+        return 0;
+    }
+    bool canary = strcmp(PQgetvalue(st, 0, 3), "t") == 0;
+    long base_n = (long)pl_pg_getll(st, 0, 5), base_k = (long)pl_pg_getll(st, 0, 6);
+    pl_regression_init(&m->t, strtod(PQgetvalue(st, 0, 0), NULL),
+                       strtod(PQgetvalue(st, 0, 1), NULL), canary, base_n, base_k);
+    m->t.base_n = base_n;
+    m->t.base_k = base_k;
+    m->t.n = (long)pl_pg_getll(st, 0, 7);
+    m->t.k = (long)pl_pg_getll(st, 0, 8);
+    monitor_array_parse(PQgetvalue(st, 0, 9), m->t.log_lr);
+    monitor_array_parse(PQgetvalue(st, 0, 12), m->t.log_c);
+    m->min_samples = (long)pl_pg_getll(st, 0, 2);
+    m->canary_min_samples = (long)pl_pg_getll(st, 0, 4);
+    m->regressed = strcmp(PQgetvalue(st, 0, 10), "t") == 0;
+    m->promote = strcmp(PQgetvalue(st, 0, 11), "t") == 0;
+    PQclear(st);
+    return 1;
+}
+
+static double monitor_rate(long k, long n)
+{
+    return n > 0 ? (double)k / (double)n : 0.0;
+}
+
+/* json-c prints non-finite doubles as bare NaN/Infinity, which is not JSON. */
+static json_object *monitor_double(double v)
+{
+    return isfinite(v) ? json_object_new_double(v) : NULL;
+}
+
+/* The monitor_report: the baseline with its bound, the shipped version's counts, the
+ * statistic and its threshold, and the decision rule in words. */
+static json_object *monitor_report(const struct monitor_test *m, const struct watched *w)
+{
+    const struct pl_regression *t = &m->t;
+    json_object *r = json_object_new_object();
+    const char *decision = m->regressed                   ? "regressed"
+                           : m->promote                   ? "promotable"
+                           : t->base_n == 0 && !t->canary ? "no_baseline"
+                                                          : "watching";
+    json_object_object_add(r, "decision", json_object_new_string(decision));
+    json_object_object_add(
+        r, "rule",
+        json_object_new_string(
+            "regressed when log_e_value >= threshold. e_value averages, over drops d and over "
+            "restart points (half the weight at the ship, half over every 100th trace), the "
+            "likelihood ratio of pass rate reference - d against reference over the shipped "
+            "version's live traces since that point; reference = baseline lower_bound - "
+            "tolerance. P(a version no worse than the one it replaced is ever rolled back) <= alpha"));
+    json_object_object_add(r, "alpha", json_object_new_double(t->alpha));
+    json_object_object_add(r, "tolerance", json_object_new_double(t->tolerance));
+    json_object_object_add(r, "min_samples", json_object_new_int64(m->min_samples));
+
+    json_object *b = json_object_new_object();
+    json_object_object_add(b, "source", json_object_new_string(t->canary ? "canary" : "pre_ship"));
+    json_object_object_add(b, "version",
+                           w && w->base_version ? json_object_new_int64(w->base_version) : NULL);
+    json_object_object_add(b, "traces", json_object_new_int64(t->base_n));
+    json_object_object_add(b, "passed", json_object_new_int64(t->base_k));
+    json_object_object_add(b, "pass_rate",
+                           t->base_n ? json_object_new_double(monitor_rate(t->base_k, t->base_n))
+                                     : NULL);
+    json_object_object_add(b, "lower_bound",
+                           json_object_new_double(pl_regression_baseline_lower(t)));
+    json_object_object_add(
+        b, "bound", json_object_new_string(t->canary ? "confidence_sequence" : "clopper_pearson"));
+    json_object_object_add(b, "alpha", json_object_new_double(pl_regression_alpha_baseline(t)));
+    json_object_object_add(r, "baseline", b);
+
+    json_object *s = json_object_new_object();
+    json_object_object_add(s, "version", w ? json_object_new_int64(w->version) : NULL);
+    json_object_object_add(s, "traces", json_object_new_int64(t->n));
+    json_object_object_add(s, "passed", json_object_new_int64(t->k));
+    json_object_object_add(s, "pass_rate",
+                           t->n ? json_object_new_double(monitor_rate(t->k, t->n)) : NULL);
+    json_object_object_add(r, "shipped", s);
+
+    json_object_object_add(r, "reference", monitor_double(pl_regression_reference(t)));
+    json_object *stat = json_object_new_object();
+    json_object_object_add(stat, "log_e_value", monitor_double(pl_regression_log_e(t)));
+    json_object_object_add(stat, "threshold", monitor_double(pl_regression_threshold(t)));
+    json_object_object_add(stat, "alpha", json_object_new_double(pl_regression_alpha_test(t)));
+    json_object_object_add(r, "statistic", stat);
+    if (t->canary) {
+        json_object *c = json_object_new_object();
+        json_object_object_add(c, "min_samples", json_object_new_int64(m->canary_min_samples));
+        json_object_object_add(c, "rollout_pct", w ? json_object_new_int(w->rollout_pct) : NULL);
+        json_object_object_add(
+            c, "promotion_rule",
+            json_object_new_string("at least min_samples traces of the shipped version, no "
+                                   "regression, and its pass rate not below the baseline's by "
+                                   "more than the tolerance"));
+        json_object_object_add(r, "canary", c);
+    }
+    return r;
+}
+
+/* Stores the test state, the rolling metric and the report of one deployment. */
+static int monitor_state_save(PGconn *conn, const char *id, const struct monitor_test *m,
+                              const struct watched *w, struct pl_pg_error *err)
+{
+    char log_lr[512], log_c[512], base_n[24], base_k[24], n[24], k[24];
+    monitor_array_text(m->t.log_lr, log_lr, sizeof(log_lr));
+    monitor_array_text(m->t.log_c, log_c, sizeof(log_c));
+    snprintf(base_n, sizeof(base_n), "%ld", m->t.base_n);
+    snprintf(base_k, sizeof(base_k), "%ld", m->t.base_k);
+    snprintf(n, sizeof(n), "%ld", m->t.n);
+    snprintf(k, sizeof(k), "%ld", m->t.k);
+    json_object *report = monitor_report(m, w);
+    const char *ps[9] = {
+        id, base_n, base_k, n, k, log_lr, log_c, m->regressed ? "t" : "f", m->promote ? "t" : "f"};
+    int rc = pl_pg_exec(conn,
+                        "UPDATE monitor_state SET base_n = $2::bigint, base_k = $3::bigint,"
+                        " n = $4::bigint, k = $5::bigint, log_lr = $6::float8[],"
+                        " log_c = $7::float8[], updated_at = now(),"
+                        " regressed_at = CASE WHEN $8::boolean THEN coalesce(regressed_at, now())"
+                        "   END,"
+                        " promote_at = CASE WHEN $9::boolean THEN coalesce(promote_at, now()) END"
+                        " WHERE deployment_id = $1",
+                        9, ps, err);
+    if (rc == 0)
+        rc = pl_pg_exec(
+            conn,
+            "UPDATE prompt_deployments d SET monitor_report = $2::jsonb,"
+            " regression_metric = (SELECT avg(o.passed::int)::float8 FROM (SELECT"
+            "   passed FROM monitor_observations WHERE deployment_id = d.id"
+            "   AND arm = 'shipped' ORDER BY seq DESC LIMIT (SELECT"
+            "   regression_window FROM projects WHERE id = d.project_id)) o)"
+            " WHERE d.id = $1",
+            2, (const char *[]){id, json_object_to_json_string_ext(report, JSON_C_TO_STRING_PLAIN)},
+            err);
+    json_object_put(report);
+    return rc;
+}
+
+static const struct watched *monitor_find(const struct watched *w, size_t n, const char *id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(w[i].id, id) == 0)
+            return &w[i];
+    return NULL;
 }
 
 static enum pl_transition_result monitor_move(struct pl_service *svc, PGconn *conn,
@@ -56,61 +321,63 @@ static enum pl_transition_result monitor_move(struct pl_service *svc, PGconn *co
                                               struct pl_pg_error *err)
 {
     static const char auto_rollback[] = "system:auto_rollback";
+    static const char canary_promote[] = "system:canary_promote";
+    bool promote = actor == PL_ACTOR_CANARY_PROMOTE;
     struct pl_deploy_change ch = {
         .tenant_id = tenant,
         .deployment_id = id,
         .to = to,
         .actor = actor,
         .approved_by = actor == PL_ACTOR_AUTO_ROLLBACK ? auto_rollback : NULL,
+        .rollout_pct = promote ? "100" : NULL,
         .events_topic = svc->cfg.kafka_topic_deployments,
-        .hook = to == PL_DEPLOY_ROLLED_BACK ? pl_registry_rollback_hook : NULL,
-        .hook_arg = (void *)auto_rollback,
+        .hook = to == PL_DEPLOY_ROLLED_BACK ? pl_registry_rollback_hook
+                : promote                   ? pl_registry_promote_hook
+                                            : NULL,
+        .hook_arg = (void *)(promote ? canary_promote : auto_rollback),
     };
     char current[16] = "";
     enum pl_transition_result r = pl_deploy_transition(conn, &ch, NULL, current, err);
     if (r == PL_TRANSITION_OK)
-        pl_info("deployment %s -> %s", id, pl_deploy_status_name(to));
+        pl_info("deployment %s -> %s%s", id, pl_deploy_status_name(to),
+                promote ? " (canary promoted to 100 %)" : "");
     else if (r == PL_TRANSITION_CONFLICT)
-        pl_info("deployment %s not moved to %s: %s", id, pl_deploy_status_name(to),
-                err->message[0] ? err->message : current);
+        pl_info("deployment %s not moved to %s%s: %s", id, pl_deploy_status_name(to),
+                promote ? " (promotion)" : "", err->message[0] ? err->message : current);
     return r;
 }
 
-/* A `shipped` event: create the CUSUM state, then shipped → monitoring. */
-static int monitor_start(struct pl_service *svc, PGconn *conn, json_object *ev,
-                         struct pl_pg_error *err)
-{
-    const char *tenant = json_object_get_string(json_object_object_get(ev, "tenant_id"));
-    const char *id = json_object_get_string(json_object_object_get(ev, "deployment_id"));
-    if (monitor_ensure_state(conn, tenant, id, err) != 0)
-        return -1;
-    return monitor_move(svc, conn, tenant, id, PL_DEPLOY_MONITORING, PL_ACTOR_MONITOR, err) ==
-                   PL_TRANSITION_ERROR
-               ? -1
-               : 0;
-}
-
-static int monitor_load_watched(PGconn *conn, struct watched **out, size_t *nout,
+/* The watched deployments, or only `id` when not NULL (then whatever its status). */
+static int monitor_load_watched(PGconn *conn, const char *id, struct watched **out, size_t *nout,
                                 struct pl_pg_error *err)
 {
-    PGresult *res = pl_pg_query(conn,
-                                "SELECT d.id, d.tenant_id, d.project_id, pr.name, v.version,"
-                                " coalesce(v.version_alias, '') FROM prompt_deployments d"
-                                " JOIN prompts pr ON pr.id = d.prompt_id"
-                                " JOIN prompt_versions v ON v.id = d.shipped_version_id"
-                                " WHERE d.status IN ('shipped', 'monitoring', 'regressed')",
-                                0, NULL, err);
+    const char *p[1] = {id};
+    PGresult *res =
+        pl_pg_query(conn,
+                    "SELECT d.id, d.tenant_id, d.project_id, pr.name, v.version,"
+                    " coalesce(v.version_alias, ''), coalesce(b.version, 0),"
+                    " coalesce(b.version_alias, ''), d.rollout_pct FROM prompt_deployments d"
+                    " JOIN prompts pr ON pr.id = d.prompt_id"
+                    " JOIN prompt_versions v ON v.id = d.shipped_version_id"
+                    " LEFT JOIN prompt_versions b ON b.id = d.base_version_id"
+                    " WHERE ($1::uuid IS NULL AND d.status IN ('shipped', 'monitoring',"
+                    "   'regressed')) OR d.id = $1::uuid",
+                    1, p, err);
     if (!res)
         return -1;
     size_t n = (size_t)PQntuples(res);
     struct watched *w = calloc(n + 1, sizeof(*w));
     for (size_t i = 0; w && i < n; i++) {
-        snprintf(w[i].id, sizeof(w[i].id), "%s", PQgetvalue(res, (int)i, 0));
-        snprintf(w[i].tenant, sizeof(w[i].tenant), "%s", PQgetvalue(res, (int)i, 1));
-        snprintf(w[i].project, sizeof(w[i].project), "%s", PQgetvalue(res, (int)i, 2));
-        snprintf(w[i].prompt, sizeof(w[i].prompt), "%s", PQgetvalue(res, (int)i, 3));
-        w[i].version = pl_pg_getll(res, (int)i, 4);
-        snprintf(w[i].alias, sizeof(w[i].alias), "%s", PQgetvalue(res, (int)i, 5));
+        int r = (int)i;
+        snprintf(w[i].id, sizeof(w[i].id), "%s", PQgetvalue(res, r, 0));
+        snprintf(w[i].tenant, sizeof(w[i].tenant), "%s", PQgetvalue(res, r, 1));
+        snprintf(w[i].project, sizeof(w[i].project), "%s", PQgetvalue(res, r, 2));
+        snprintf(w[i].prompt, sizeof(w[i].prompt), "%s", PQgetvalue(res, r, 3));
+        w[i].version = pl_pg_getll(res, r, 4);
+        snprintf(w[i].alias, sizeof(w[i].alias), "%s", PQgetvalue(res, r, 5));
+        w[i].base_version = pl_pg_getll(res, r, 6);
+        snprintf(w[i].base_alias, sizeof(w[i].base_alias), "%s", PQgetvalue(res, r, 7));
+        w[i].rollout_pct = (int)pl_pg_getll(res, r, 8);
     }
     PQclear(res);
     *out = w;
@@ -118,8 +385,52 @@ static int monitor_load_watched(PGconn *conn, struct watched **out, size_t *nout
     return w ? 0 : -1;
 }
 
-/* The watched deployment a trace envelope belongs to, or NULL. */
-static const struct watched *monitor_match(json_object *env, const struct watched *w, size_t n)
+/* Writes the report from the stored state, so the baseline is readable as soon as the
+ * deployment ships, before its first live trace. */
+static int monitor_report_refresh(PGconn *conn, const char *id, struct pl_pg_error *err)
+{
+    struct watched *w = NULL;
+    size_t nw = 0;
+    struct monitor_test m;
+    int rc = pl_pg_exec(conn, "BEGIN", 0, NULL, err);
+    int found = rc == 0 ? monitor_state_load(conn, id, &m, err) : -1;
+    if (found == 1)
+        rc = monitor_load_watched(conn, id, &w, &nw, err) ||
+             monitor_state_save(conn, id, &m, nw ? w : NULL, err);
+    else
+        rc = found;
+    free(w);
+    if (rc == 0)
+        return pl_pg_exec(conn, "COMMIT", 0, NULL, err);
+    struct pl_pg_error ignored;
+    pl_pg_exec(conn, "ROLLBACK", 0, NULL, &ignored);
+    return -1;
+}
+
+/* A `shipped` event: create the test state, then shipped → monitoring. */
+static int monitor_start(struct pl_service *svc, PGconn *conn, struct rules_cache *cache,
+                         json_object *ev, struct pl_pg_error *err)
+{
+    const char *tenant = json_object_get_string(json_object_object_get(ev, "tenant_id"));
+    const char *id = json_object_get_string(json_object_object_get(ev, "deployment_id"));
+    if (monitor_state_ensure(conn, cache, tenant, id, err) != 0 ||
+        monitor_report_refresh(conn, id, err) != 0)
+        return -1;
+    return monitor_move(svc, conn, tenant, id, PL_DEPLOY_MONITORING, PL_ACTOR_MONITOR, err) ==
+                   PL_TRANSITION_ERROR
+               ? -1
+               : 0;
+}
+
+static bool monitor_version_is(long long num, const char *alias, long long version,
+                               const char *version_alias)
+{
+    return alias ? (version_alias[0] && strcmp(version_alias, alias) == 0) : num == version;
+}
+
+/* The watched deployment a trace envelope belongs to, or NULL; *baseline tells the arm. */
+static const struct watched *monitor_match(json_object *env, const struct watched *w, size_t n,
+                                           bool *baseline)
 {
     json_object *trace, *prompt, *name, *version;
     const char *tenant = json_object_get_string(json_object_object_get(env, "tenant_id"));
@@ -137,136 +448,131 @@ static const struct watched *monitor_match(json_object *env, const struct watche
     else if (json_object_is_type(version, json_type_string) &&
              pl_parse_ll(json_object_get_string(version), &num) != 0)
         alias = json_object_get_string(version);
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(w[i].tenant, tenant) == 0 && strcmp(w[i].project, project) == 0 &&
-            strcmp(w[i].prompt, json_object_get_string(name)) == 0 &&
-            (alias ? (w[i].alias[0] && strcmp(w[i].alias, alias) == 0) : w[i].version == num))
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(w[i].tenant, tenant) != 0 || strcmp(w[i].project, project) != 0 ||
+            strcmp(w[i].prompt, json_object_get_string(name)) != 0)
+            continue;
+        if (monitor_version_is(num, alias, w[i].version, w[i].alias)) {
+            *baseline = false;
             return &w[i];
+        }
+        if (w[i].rollout_pct < 100 && w[i].base_version &&
+            monitor_version_is(num, alias, w[i].base_version, w[i].base_alias)) {
+            *baseline = true;
+            return &w[i];
+        }
+    }
     return NULL;
 }
 
-static struct pl_rule_set *monitor_rules(PGconn *conn, struct project_rules *cache, size_t *ncache,
-                                         size_t cap, const struct watched *w,
-                                         struct pl_pg_error *err)
+/* Postgres array literals of the observations' columns, in order. */
+static int monitor_arrays(const struct observation *obs, size_t n, char *arr[6])
 {
-    for (size_t i = 0; i < *ncache; i++)
-        if (strcmp(cache[i].project, w->project) == 0)
-            return &cache[i].set;
-    if (*ncache == cap)
-        return NULL;
-    struct project_rules *r = &cache[(*ncache)++];
-    snprintf(r->project, sizeof(r->project), "%s", w->project);
-    if (pl_eval_rule_store_load(conn, w->tenant, w->project, &r->set, err) != 0) {
-        (*ncache)--;
-        return NULL;
+    size_t len[6] = {0};
+    FILE *f[6];
+    int rc = 0;
+    for (int c = 0; c < 6; c++) {
+        arr[c] = NULL;
+        f[c] = open_memstream(&arr[c], &len[c]);
+        if (!f[c])
+            rc = -1;
+        else
+            fputc('{', f[c]);
     }
-    return &r->set;
-}
-
-/* Inserts the observations (new ones only) and advances each touched deployment's CUSUM
- * and rolling pass rate, in one transaction. */
-static int monitor_record(PGconn *conn, const struct observation *obs, size_t n,
-                          struct pl_pg_error *err)
-{
-    size_t len[4] = {0};
-    char *arr[4] = {NULL};
-    FILE *f[4];
-    for (int k = 0; k < 4; k++) {
-        f[k] = open_memstream(&arr[k], &len[k]);
-        fputc('{', f[k]);
-    }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; rc == 0 && i < n; i++) {
         pl_pg_array_item(f[0], obs[i].w->id, i == 0);
         pl_pg_array_item(f[1], obs[i].trace_id, i == 0);
         pl_pg_array_item(f[2], obs[i].passed ? "t" : "f", i == 0);
         pl_pg_array_item(f[3], obs[i].w->tenant, i == 0);
+        pl_pg_array_item(f[4], obs[i].baseline ? "baseline" : "shipped", i == 0);
+        pl_pg_array_item(f[5], obs[i].received_at, i == 0);
     }
-    for (int k = 0; k < 4; k++) {
-        fputc('}', f[k]);
-        fclose(f[k]);
+    for (int c = 0; c < 6; c++)
+        if (f[c]) {
+            fputc('}', f[c]);
+            fclose(f[c]);
+        }
+    return rc;
+}
+
+/*
+ * Advances one deployment's test over its new observations (rows from..to of res, in seq
+ * order) and stores state, metric and report. The shipped version's traces are tested only
+ * from min_samples on; a canary is marked promotable once the rule holds.
+ */
+static int monitor_advance(PGconn *conn, struct rules_cache *cache, PGresult *res, int from, int to,
+                           const struct watched *w, struct pl_pg_error *err)
+{
+    const char *id = PQgetvalue(res, from, 0), *tenant = PQgetvalue(res, from, 1);
+    struct monitor_test m;
+    int found = monitor_state_ensure(conn, cache, tenant, id, err);
+    if (found == 0)
+        found = monitor_state_load(conn, id, &m, err);
+    if (found <= 0)
+        return found;
+    bool was_regressed = m.regressed;
+    for (int j = from; j < to; j++) {
+        bool ok = strcmp(PQgetvalue(res, j, 2), "t") == 0;
+        if (strcmp(PQgetvalue(res, j, 3), "baseline") == 0) {
+            pl_regression_add_baseline(&m.t, ok);
+            continue;
+        }
+        pl_regression_add(&m.t, ok);
+        if (!m.regressed && m.t.n >= m.min_samples && pl_regression_regressed(&m.t))
+            m.regressed = true;
+        if (m.t.canary && !m.promote && !m.regressed &&
+            pl_regression_promotable(&m.t, m.canary_min_samples))
+            m.promote = true;
     }
-    int rc = -1;
+    if (m.regressed && !was_regressed)
+        pl_warn("deployment %s: regression after %ld live traces (%ld passed) against a "
+                "baseline of %ld/%ld: log e-value %.2f >= %.2f",
+                id, m.t.n, m.t.k, m.t.base_k, m.t.base_n, pl_regression_log_e(&m.t),
+                pl_regression_threshold(&m.t));
+    return monitor_state_save(conn, id, &m, w, err);
+}
+
+/* Inserts the observations (new ones, received after the ship, only) and advances each
+ * touched deployment's test, in one transaction. */
+static int monitor_record(PGconn *conn, struct rules_cache *cache, const struct observation *obs,
+                          size_t n, const struct watched *watched, size_t nwatched,
+                          struct pl_pg_error *err)
+{
+    char *arr[6];
+    int rc = -1, rows = 0;
     PGresult *res = NULL;
+    if (monitor_arrays(obs, n, arr) != 0) {
+        snprintf(err->message, sizeof(err->message), "out of memory");
+        goto out;
+    }
     if (pl_pg_exec(conn, "BEGIN", 0, NULL, err) != 0)
         goto out;
-    const char *p[4] = {arr[0], arr[1], arr[2], arr[3]};
+    /* Sorted so that concurrent replicas lock rows in one order; RETURNING keeps it, so the
+     * rows of one deployment come back together and in seq order. */
     res = pl_pg_query(conn,
                       "INSERT INTO monitor_observations (deployment_id, trace_id, passed,"
-                      " tenant_id) SELECT * FROM unnest($1::uuid[], $2::text[], $3::bool[],"
-                      " $4::uuid[]) ORDER BY 1, 2 ON CONFLICT DO NOTHING"
-                      " RETURNING deployment_id, tenant_id, passed, seq",
-                      4, p, err);
+                      " tenant_id, arm) SELECT u.d, u.t, u.p, u.tn, u.a FROM unnest($1::uuid[],"
+                      " $2::text[], $3::bool[], $4::uuid[], $5::text[], $6::timestamptz[])"
+                      " AS u(d, t, p, tn, a, r) JOIN prompt_deployments d ON d.id = u.d"
+                      " WHERE u.r >= d.shipped_at ORDER BY 1, 2 ON CONFLICT DO NOTHING"
+                      " RETURNING deployment_id, tenant_id, passed, arm",
+                      6, (const char *const *)arr, err);
     if (!res)
         goto rollback;
-    /* per deployment, in seq order */
-    int rows = PQntuples(res);
-    bool *done = calloc((size_t)rows + 1, sizeof(bool));
-    for (int i = 0; done && i < rows; i++) {
-        if (done[i])
-            continue;
-        const char *id = PQgetvalue(res, i, 0), *tenant = PQgetvalue(res, i, 1);
-        const char *ps[1] = {id};
-        PGresult *st = NULL;
-        if (monitor_ensure_state(conn, tenant, id, err) != 0 ||
-            !(st = pl_pg_query(conn,
-                               "SELECT p0, p1, h, min_samples, s, n, passed,"
-                               " alarmed_at IS NOT NULL FROM monitor_state"
-                               " WHERE deployment_id = $1 FOR UPDATE",
-                               1, ps, err))) {
-            free(done);
+    rows = PQntuples(res);
+    for (int i = 0; i < rows;) {
+        int j = i + 1;
+        while (j < rows && strcmp(PQgetvalue(res, j, 0), PQgetvalue(res, i, 0)) == 0)
+            j++;
+        if (monitor_advance(conn, cache, res, i, j,
+                            monitor_find(watched, nwatched, PQgetvalue(res, i, 0)), err) < 0)
             goto rollback;
-        }
-        struct pl_stats_cusum c;
-        pl_stats_cusum_init(&c, strtod(PQgetvalue(st, 0, 0), NULL),
-                            strtod(PQgetvalue(st, 0, 1), NULL), strtod(PQgetvalue(st, 0, 2), NULL));
-        long long min_samples = pl_pg_getll(st, 0, 3), passed = pl_pg_getll(st, 0, 6);
-        c.s = strtod(PQgetvalue(st, 0, 4), NULL);
-        c.n = (long)pl_pg_getll(st, 0, 5);
-        bool alarmed = strcmp(PQgetvalue(st, 0, 7), "t") == 0, alarm = false;
-        PQclear(st);
-        /* rows come back in insertion order, which follows seq */
-        for (int j = i; j < rows; j++) {
-            if (done[j] || strcmp(PQgetvalue(res, j, 0), id) != 0)
-                continue;
-            done[j] = true;
-            bool ok = strcmp(PQgetvalue(res, j, 2), "t") == 0;
-            pl_stats_cusum_add(&c, ok);
-            passed += ok;
-            if (!alarmed && c.s >= c.h && c.n >= min_samples)
-                alarm = true;
-        }
-        char s_txt[32], n_txt[24], passed_txt[24];
-        snprintf(s_txt, sizeof(s_txt), "%.17g", c.s);
-        snprintf(n_txt, sizeof(n_txt), "%ld", c.n);
-        snprintf(passed_txt, sizeof(passed_txt), "%lld", passed);
-        const char *pu[5] = {id, s_txt, n_txt, passed_txt, alarm ? "t" : "f"};
-        if (pl_pg_exec(conn,
-                       "UPDATE monitor_state SET s = $2::float8, n = $3::bigint,"
-                       " passed = $4::bigint, updated_at = now(), alarmed_at = CASE WHEN"
-                       " $5::boolean AND alarmed_at IS NULL THEN now() ELSE alarmed_at END"
-                       " WHERE deployment_id = $1",
-                       5, pu, err) != 0 ||
-            pl_pg_exec(conn,
-                       "UPDATE prompt_deployments d SET regression_metric = (SELECT"
-                       "   avg(o.passed::int)::float8 FROM (SELECT passed FROM"
-                       "   monitor_observations WHERE deployment_id = d.id ORDER BY seq DESC"
-                       "   LIMIT (SELECT regression_window FROM projects WHERE id = d.project_id))"
-                       "   o)"
-                       " WHERE d.id = $1",
-                       1, ps, err) != 0) {
-            free(done);
-            goto rollback;
-        }
-        if (alarm)
-            pl_warn("deployment %s: CUSUM alarm after %ld live traces (S = %.2f >= h = %.2f, "
-                    "pass rate %lld/%ld)",
-                    id, c.n, c.s, c.h, passed, c.n);
+        i = j;
     }
-    free(done);
     if (pl_pg_exec(conn, "COMMIT", 0, NULL, err) == 0) {
         rc = 0;
         pl_metric_add(pl_metric_counter("pl_monitor_observations_total", NULL,
-                                        "Live traces of shipped versions scored"),
+                                        "Live traces of watched versions scored"),
                       rows);
     }
     goto out;
@@ -277,19 +583,21 @@ rollback : {
 out:
     if (res)
         PQclear(res);
-    for (int k = 0; k < 4; k++)
-        free(arr[k]);
+    for (int c = 0; c < 6; c++)
+        free(arr[c]);
     return rc;
 }
 
-int pl_monitor_act_on_alarms(struct pl_service *svc, PGconn *conn, struct pl_pg_error *err)
+/* Rolls back (or leaves regressed for an owner) every deployment whose test found a
+ * regression. */
+static int monitor_act_on_regressions(struct pl_service *svc, PGconn *conn, struct pl_pg_error *err)
 {
     PGresult *res =
         pl_pg_query(conn,
                     "SELECT d.id, d.tenant_id, d.status, p.auto_rollback_enabled"
                     " FROM monitor_state s JOIN prompt_deployments d"
                     "   ON d.id = s.deployment_id JOIN projects p ON p.id = d.project_id"
-                    " WHERE s.alarmed_at IS NOT NULL"
+                    " WHERE s.regressed_at IS NOT NULL"
                     "   AND d.status IN ('monitoring', 'regressed')"
                     "   AND NOT s.rollback_refused",
                     0, NULL, err);
@@ -326,6 +634,33 @@ int pl_monitor_act_on_alarms(struct pl_service *svc, PGconn *conn, struct pl_pg_
     return rc;
 }
 
+/* Promotes every canary whose test allowed it and that is still a watched canary. */
+static int monitor_act_on_promotions(struct pl_service *svc, PGconn *conn, struct pl_pg_error *err)
+{
+    PGresult *res = pl_pg_query(conn,
+                                "SELECT d.id, d.tenant_id FROM monitor_state s"
+                                " JOIN prompt_deployments d ON d.id = s.deployment_id"
+                                " WHERE s.promote_at IS NOT NULL AND s.regressed_at IS NULL"
+                                "   AND d.status = 'monitoring' AND d.rollout_pct < 100",
+                                0, NULL, err);
+    if (!res)
+        return -1;
+    int rc = 0;
+    for (int i = 0; i < PQntuples(res) && rc == 0; i++)
+        if (monitor_move(svc, conn, PQgetvalue(res, i, 1), PQgetvalue(res, i, 0),
+                         PL_DEPLOY_MONITORING, PL_ACTOR_CANARY_PROMOTE, err) == PL_TRANSITION_ERROR)
+            rc = -1;
+    PQclear(res);
+    return rc;
+}
+
+int pl_monitor_act_on_alarms(struct pl_service *svc, PGconn *conn, struct pl_pg_error *err)
+{
+    if (monitor_act_on_regressions(svc, conn, err) != 0)
+        return -1;
+    return monitor_act_on_promotions(svc, conn, err);
+}
+
 enum pl_handle_result pl_monitor_batch(struct pl_service *svc, struct pl_worker_item *items,
                                        size_t n, void *arg)
 {
@@ -340,10 +675,10 @@ enum pl_handle_result pl_monitor_batch(struct pl_service *svc, struct pl_worker_
     json_object **parsed = calloc(n, sizeof(*parsed));
     struct observation *obs = calloc(n + 1, sizeof(*obs));
     struct watched *watched = NULL;
-    size_t nwatched = 0, nobs = 0, nrules = 0;
-    struct project_rules rules[32];
+    size_t nwatched = 0, nobs = 0;
+    struct rules_cache *rules = calloc(1, sizeof(*rules));
     bool loaded = false;
-    if (!parsed || !obs)
+    if (!parsed || !obs || !rules)
         goto out;
     for (size_t i = 0; i < n; i++) {
         const rd_kafka_message_t *msg = items[i].msg;
@@ -359,7 +694,8 @@ enum pl_handle_result pl_monitor_batch(struct pl_service *svc, struct pl_worker_
                 continue;
             }
             const char *to = json_object_get_string(json_object_object_get(parsed[i], "to"));
-            if (to && strcmp(to, "shipped") == 0 && monitor_start(svc, conn, parsed[i], &err) != 0)
+            if (to && strcmp(to, "shipped") == 0 &&
+                monitor_start(svc, conn, rules, parsed[i], &err) != 0)
                 goto db_error;
             continue;
         }
@@ -370,35 +706,29 @@ enum pl_handle_result pl_monitor_batch(struct pl_service *svc, struct pl_worker_
         if (!parsed[i])
             continue;
         if (!loaded) {
-            if (monitor_load_watched(conn, &watched, &nwatched, &err) != 0)
+            if (monitor_load_watched(conn, NULL, &watched, &nwatched, &err) != 0)
                 goto db_error;
             loaded = true;
         }
-        const struct watched *w = monitor_match(parsed[i], watched, nwatched);
+        bool baseline = false;
+        const struct watched *w = monitor_match(parsed[i], watched, nwatched, &baseline);
         if (!w)
             continue;
         json_object *trace = json_object_object_get(parsed[i], "trace");
         json_object *id = json_object_object_get(trace, "id");
-        if (!id || !json_object_is_type(id, json_type_string))
+        json_object *received = json_object_object_get(parsed[i], "received_at");
+        if (!id || !json_object_is_type(id, json_type_string) ||
+            !json_object_is_type(received, json_type_string) ||
+            !pl_trace_timestamp_ok(json_object_get_string(received)))
             continue;
-        struct pl_rule_set *set = monitor_rules(conn, rules, &nrules, 32, w, &err);
-        if (!set) {
-            if (nrules < 32)
-                goto db_error;
-            continue; /* more projects in one batch than the cache holds: next delivery */
-        }
-        int span_errors = 0;
-        const char *error = pl_trace_error(trace, &span_errors);
-        json_object *scores = NULL;
-        json_object_object_get_ex(trace, "eval_scores", &scores);
-        struct pl_eval_input in = {.output = pl_trace_output(trace),
-                                   .error = error,
-                                   .n_span_errors = (size_t)span_errors,
-                                   .eval_scores = scores};
-        obs[nobs++] = (struct observation){w, json_object_get_string(id),
-                                           !error && pl_rule_set_run(set, &in, NULL, NULL, 0)};
+        struct pl_rule_set *set = monitor_rules(conn, rules, w->tenant, w->project, &err);
+        if (!set)
+            goto db_error;
+        obs[nobs++] =
+            (struct observation){w, json_object_get_string(id), json_object_get_string(received),
+                                 pl_monitor_trace_passes(set, trace), baseline};
     }
-    if (nobs > 0 && monitor_record(conn, obs, nobs, &err) != 0)
+    if (nobs > 0 && monitor_record(conn, rules, obs, nobs, watched, nwatched, &err) != 0)
         goto db_error;
     if (pl_monitor_act_on_alarms(svc, conn, &err) != 0)
         goto db_error;
@@ -407,10 +737,13 @@ enum pl_handle_result pl_monitor_batch(struct pl_service *svc, struct pl_worker_
 db_error:
     snprintf(items[0].reason, sizeof(items[0].reason), "database: %.200s", err.message);
 out:
-    for (size_t i = 0; i < nrules; i++)
-        pl_rule_set_free(&rules[i].set);
+    for (size_t i = 0; rules && i < rules->n; i++)
+        pl_rule_set_free(&rules->r[i].set);
+    if (rules)
+        free(rules->r);
     for (size_t i = 0; parsed && i < n; i++)
         json_object_put(parsed[i]);
+    free(rules);
     free(parsed);
     free(obs);
     free(watched);

@@ -1,12 +1,18 @@
-/* pl-monitor and rollbacks against the stack's PostgreSQL and broker: a regression on live
- * traffic is caught and rolled back (the base version is live again); a stable stream stays
- * monitored; a restart and a replay of pl.traces change nothing; a manual rollback racing the
- * automatic one has exactly one winner; a rollback after something newer shipped is refused.
+/* pl-monitor and rollbacks against the stack's PostgreSQL and broker. The baseline of a
+ * shipped version is the replaced version's live traces stored before the ship (or, during a
+ * canary, its traces served concurrently): a version 0.2 worse than it is caught and rolled
+ * back (the base version is live again); a version as good as it stays monitored over 3,000
+ * live traces; a canary found not worse is promoted to 100 % and a worse one rolled back; a
+ * restart and a replay of pl.traces change nothing; a manual rollback racing the automatic
+ * one has exactly one winner; a rollback after something newer shipped is refused.
  * Each monitor test uses its own topics, so the stack's monitor never sees these events. */
 #include "deploy.h"
 #include "itest.h"
+#include "kafka.h"
 #include "registry.h"
 #include "util.h"
+
+#include <time.h>
 
 #include <pthread.h>
 #include <signal.h>
@@ -104,36 +110,76 @@ static char *mon_sql1(struct mon_env *e, const char *sql, const char *id)
 static bool mon_wait(struct mon_env *e, const char *sql, const char *id, const char *want,
                      int timeout_ms)
 {
-    int64_t deadline = pl_now_ms() + timeout_ms;
-    while (pl_now_ms() < deadline) {
-        char *v = mon_sql1(e, sql, id);
-        bool ok = strcmp(v, want) == 0;
-        free(v);
-        if (ok)
-            return true;
-        pl_sleep_ms(50);
-    }
-    return false;
+    return itest_wait_sql(e->conn, sql, id, want, timeout_ms);
 }
 
 #define STATUS_SQL "SELECT status FROM prompt_deployments WHERE id = $1"
 
-/* Sends n traces of version `version` of the prompt; trace k passes the json rule unless
- * fails(k). */
+/* Stores n traces of version 1 of the prompt as the detector would have, received before
+ * the ship: the baseline the monitor reads at ship. Trace k fails the json rule iff fails(k). */
+static void mon_baseline(struct mon_env *e, int n, bool (*fails)(int))
+{
+    for (int k = 0; k < n; k++) {
+        char id[64], kk[16];
+        snprintf(id, sizeof(id), "base-%d", k);
+        snprintf(kk, sizeof(kk), "%d", k);
+        const char *p[5] = {e->t.id, e->t.project_id, id, e->c.prompt_name,
+                            fails(k) ? "a prose answer" : "{\"answer\": 1}"};
+        free(itest_sql(e->conn,
+                       "INSERT INTO traces (tenant_id, project_id, id, prompt_name, prompt_version,"
+                       " output, received_at, created_at) VALUES ($1, $2, $3, $4, '1', $5,"
+                       " now() - interval '1 minute', now() - interval '1 minute') RETURNING id",
+                       5, p));
+    }
+}
+
+/* Now as the api writes received_at: after the ship, so the monitor counts the trace. */
+static void mon_now(char out[40])
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char sec[24];
+    strftime(sec, sizeof(sec), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, 40, "%.19s.%06dZ", sec, (int)(ts.tv_nsec / 1000 % 1000000));
+}
+
+/* Sends n traces of version `version` of the prompt through one producer; trace k passes
+ * the json rule unless fails(k). */
 static void mon_send(struct mon_env *e, const char *prefix, int from, int n, int version,
                      bool (*fails)(int))
 {
-    for (int k = from; k < from + n; k++) {
-        char id[96], ev[1024];
-        snprintf(id, sizeof(id), "%s-%d", prefix, k);
-        snprintf(ev, sizeof(ev),
+    char err[256], now[40];
+    struct pl_producer *p = pl_producer_new(itest_env("PL_KAFKA_BROKERS"), 10000, err, sizeof(err));
+    assert_non_null(p);
+    struct pl_kafka_msg *msgs = calloc((size_t)n, sizeof(*msgs));
+    char(*ids)[96] = calloc((size_t)n, sizeof(*ids));
+    char(*evs)[1024] = calloc((size_t)n, sizeof(*evs));
+    assert_true(msgs && ids && evs);
+    mon_now(now);
+    for (int i = 0; i < n; i++) {
+        int k = from + i;
+        snprintf(ids[i], sizeof(ids[i]), "%s-%d", prefix, k);
+        snprintf(evs[i], sizeof(evs[i]),
                  "{\"schema_version\":1,\"tenant_id\":\"%s\",\"project_id\":\"%s\","
-                 "\"received_at\":\"2026-01-01T00:00:00Z\",\"trace\":{\"project_id\":\"%s\","
+                 "\"received_at\":\"%s\",\"trace\":{\"project_id\":\"%s\","
                  "\"id\":\"%s\",\"output\":\"%s\",\"prompt\":{\"name\":\"%s\",\"version\":%d}}}",
-                 e->t.id, e->t.project_id, e->t.project_id, id,
+                 e->t.id, e->t.project_id, now, e->t.project_id, ids[i],
                  fails(k) ? "a prose answer" : "{\\\"answer\\\": 1}", e->c.prompt_name, version);
-        itest_produce(e->traces, id, ev);
+        msgs[i] = (struct pl_kafka_msg){.topic = e->traces,
+                                        .partition = RD_KAFKA_PARTITION_UA,
+                                        .key = ids[i],
+                                        .key_len = strlen(ids[i]),
+                                        .value = evs[i],
+                                        .value_len = strlen(evs[i])};
     }
+    if (pl_producer_send_batch(p, msgs, (size_t)n) != 0)
+        fail_msg("produce %d traces to %s", n, e->traces);
+    pl_producer_destroy(p, 5000);
+    free(msgs);
+    free(ids);
+    free(evs);
 }
 
 static bool never(int k)
@@ -149,41 +195,239 @@ static bool one_in_ten(int k)
 {
     return k % 10 == 3;
 }
+static bool three_in_ten(int k)
+{
+    return k % 10 < 3;
+}
+
+static void mon_settings(struct mon_env *e, const char *set_sql)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql), "UPDATE projects SET %s WHERE id = $1 RETURNING id", set_sql);
+    const char *p[1] = {e->t.project_id};
+    free(itest_sql(e->conn, sql, 1, p));
+}
+
+#define REPORT_SQL(path)                                                                           \
+    "SELECT monitor_report #>> '{" path "}' FROM prompt_deployments WHERE id = $1"
+#define LIVE_SQL                                                                                   \
+    "SELECT v.version || '@' || d.rollout_pct FROM environment_deployments d"                      \
+    " JOIN prompt_versions v ON v.id = d.version_id WHERE d.prompt_id = $1"                        \
+    " ORDER BY d.seq DESC LIMIT 1"
 
 static void test_regression_is_rolled_back(void **state)
 {
     (void)state;
     struct mon_env e;
     mon_env_new(&e);
+    mon_baseline(&e, 400, one_in_ten); /* with the cluster's 4 failures: 360/404 */
     char log[128], id[37];
     pid_t m = itest_service_start("pl-monitor", e.group, e.envp, log);
     mon_ship(&e, "", id);
     assert_true(mon_wait(&e, STATUS_SQL, id, "monitoring", 20000));
+    char *v = mon_sql1(&e,
+                       "SELECT concat_ws('|', monitor_report #>> '{baseline,source}',"
+                       " monitor_report #>> '{baseline,traces}', monitor_report #>> "
+                       "'{baseline,passed}', monitor_report #>> '{baseline,version}',"
+                       " monitor_report->>'decision', rollout_pct) FROM prompt_deployments"
+                       " WHERE id = $1",
+                       id);
+    assert_string_equal(v, "pre_ship|404|360|1|watching|100");
+    free(v);
     mon_send(&e, "ok", 0, 40, 2, never);
     assert_true(
         mon_wait(&e, "SELECT n FROM monitor_state WHERE deployment_id = $1", id, "40", 20000));
-    char *v = mon_sql1(&e, STATUS_SQL, id);
-    assert_string_equal(v, "monitoring"); /* a perfect stream never alarms */
+    v = mon_sql1(&e, STATUS_SQL, id);
+    assert_string_equal(v, "monitoring"); /* better than the baseline: no regression */
     free(v);
-    mon_send(&e, "bad", 0, 40, 2, every_other); /* the pass rate drops to 0.5 */
+    /* 0.7: 0.2 below the baseline, sent 100 at a time until it is rolled back: the test needs
+     * a few hundred traces (bench/stats: median 309 for a 0.1 drop), never the whole 1000 */
+    int sent = 0;
+    char want[16];
+    for (bool back = false; !back && sent < 1000; sent += 100) {
+        mon_send(&e, "bad", sent, 100, 2, three_in_ten);
+        snprintf(want, sizeof(want), "%d", 40 + sent + 100);
+        /* counted, or rolled back part way (later traces are no longer watched) */
+        const char *pw[2] = {id, want};
+        int64_t deadline = pl_now_ms() + 20000;
+        char *seen = NULL;
+        for (;;) {
+            free(seen);
+            seen = itest_sql(e.conn,
+                             "SELECT CASE WHEN d.status = 'rolled_back' THEN 'back'"
+                             " WHEN s.n >= $2::bigint THEN 'counted' ELSE 'waiting' END"
+                             " FROM monitor_state s JOIN prompt_deployments d"
+                             " ON d.id = s.deployment_id WHERE s.deployment_id = $1",
+                             2, pw);
+            if (strcmp(seen, "waiting") != 0 || pl_now_ms() >= deadline)
+                break;
+            pl_sleep_ms(50);
+        }
+        assert_string_not_equal(seen, "waiting");
+        back = strcmp(seen, "back") == 0 || mon_wait(&e, STATUS_SQL, id, "rolled_back", 2000);
+        free(seen);
+    }
+    assert_true(sent < 1000);
     assert_true(mon_wait(&e, STATUS_SQL, id, "rolled_back", 20000));
     v = mon_sql1(&e,
                  "SELECT approved_by || '|' || (rolled_back_at IS NOT NULL) || '|' ||"
-                 " (regression_metric < 1) FROM prompt_deployments WHERE id = $1",
+                 " (regression_metric < 0.9) || '|' || rollout_pct || '|' ||"
+                 " (monitor_report->>'decision') || '|' ||"
+                 " ((monitor_report #>> '{statistic,log_e_value}')::float8 >="
+                 "  (monitor_report #>> '{statistic,threshold}')::float8)"
+                 " FROM prompt_deployments WHERE id = $1",
                  id);
-    assert_string_equal(v, "system:auto_rollback|true|true");
+    assert_string_equal(v, "system:auto_rollback|true|true|0|regressed|true");
     free(v);
-    /* the base version (1) is live again */
-    v = mon_sql1(&e,
-                 "SELECT v.version FROM environment_deployments d JOIN prompt_versions v"
-                 " ON v.id = d.version_id WHERE d.prompt_id = $1 ORDER BY d.seq DESC LIMIT 1",
-                 e.c.prompt_id);
-    assert_string_equal(v, "1");
+    /* the base version (1) is live again, for everyone */
+    v = mon_sql1(&e, LIVE_SQL, e.c.prompt_id);
+    assert_string_equal(v, "1@100");
     free(v);
     v = mon_sql1(
         &e, "SELECT string_agg(payload->>'to', ',' ORDER BY id) FROM outbox WHERE key = $1", id);
     assert_string_equal(v,
                         "proposed,ab_running,ab_passed,shipped,monitoring,regressed,rolled_back");
+    free(v);
+    itest_service_stop(m);
+    PQfinish(e.conn);
+}
+
+/* As good as the version it replaced: 3,000 live traces at the baseline's pass rate. */
+static void test_good_version_stays_monitoring(void **state)
+{
+    (void)state;
+    struct mon_env e;
+    mon_env_new(&e);
+    mon_baseline(&e, 1000, one_in_ten);
+    char log[128], id[37];
+    pid_t m = itest_service_start("pl-monitor", e.group, e.envp, log);
+    mon_ship(&e, "", id);
+    assert_true(mon_wait(&e, STATUS_SQL, id, "monitoring", 20000));
+    mon_send(&e, "live", 0, 3000, 2, one_in_ten);
+    assert_true(
+        mon_wait(&e, "SELECT n FROM monitor_state WHERE deployment_id = $1", id, "3000", 30000));
+    char *v = mon_sql1(&e,
+                       "SELECT d.status || '|' || (s.regressed_at IS NULL) || '|' ||"
+                       " (d.monitor_report->>'decision') || '|' || s.k || '|' ||"
+                       " d.regression_metric || '|' || d.rollout_pct FROM prompt_deployments d"
+                       " JOIN monitor_state s ON s.deployment_id = d.id WHERE d.id = $1",
+                       id);
+    assert_string_equal(v, "monitoring|true|watching|2700|0.9|100");
+    free(v);
+    itest_service_stop(m);
+    PQfinish(e.conn);
+}
+
+/* Ships the cluster's fix to a 10 % canary (50 traces before promotion) under a monitor of
+ * the test's own, and waits until that monitor watches it. */
+static pid_t mon_ship_canary(struct mon_env *e, char log[128], char id[37])
+{
+    mon_settings(e, "ship_canary_pct = 10, ship_canary_min_samples = 50");
+    pid_t m = itest_service_start("pl-monitor", e->group, e->envp, log);
+    mon_ship(e, "", id);
+    assert_true(mon_wait(e, STATUS_SQL, id, "monitoring", 20000));
+    return m;
+}
+
+/* A canary: 10 % of the routing keys get the new version; both versions' traces feed the
+ * test. Found not worse after ship_canary_min_samples traces, it is promoted to 100 %. */
+static void test_canary_is_promoted(void **state)
+{
+    (void)state;
+    struct mon_env e;
+    mon_env_new(&e);
+    char log[128], id[37];
+    pid_t m = mon_ship_canary(&e, log, id);
+    char *v = mon_sql1(&e, LIVE_SQL, e.c.prompt_id);
+    assert_string_equal(v, "2@10");
+    free(v);
+    mon_send(&e, "base", 0, 450, 1, one_in_ten); /* the replaced version, concurrently */
+    assert_true(mon_wait(&e, "SELECT base_n FROM monitor_state WHERE deployment_id = $1", id, "450",
+                         20000));
+    v = mon_sql1(&e, "SELECT rollout_pct FROM prompt_deployments WHERE id = $1", id);
+    assert_string_equal(v, "10"); /* no trace of the new version yet: no promotion */
+    free(v);
+    mon_send(&e, "canary", 0, 60, 2, one_in_ten);
+    assert_true(
+        mon_wait(&e, "SELECT rollout_pct FROM prompt_deployments WHERE id = $1", id, "100", 20000));
+    v = mon_sql1(&e, LIVE_SQL, e.c.prompt_id);
+    assert_string_equal(v, "2@100");
+    free(v);
+    /* one promotion event and one audit entry, by system:canary_promote */
+    v = mon_sql1(&e,
+                 "SELECT count(*) || '|' || min(payload->>'from') || '|' || min(payload->>'to')"
+                 " || '|' || min(payload->>'actor') || '|' || min(payload->>'rollout_pct')"
+                 " FROM outbox WHERE key = $1 AND payload->>'actor' = 'system:canary_promote'",
+                 id);
+    assert_string_equal(v, "1|monitoring|monitoring|system:canary_promote|100");
+    free(v);
+    v = mon_sql1(&e,
+                 "SELECT count(*) FROM audit_log WHERE target = $1"
+                 " AND actor = 'system:canary_promote'",
+                 id);
+    assert_string_equal(v, "1");
+    free(v);
+    v = mon_sql1(&e, REPORT_SQL("baseline,source"), id);
+    assert_string_equal(v, "canary");
+    free(v);
+    /* after the promotion the base version's traces no longer count */
+    mon_send(&e, "base-late", 0, 20, 1, never);
+    mon_send(&e, "after", 0, 20, 2, never);
+    assert_true(
+        mon_wait(&e, "SELECT n FROM monitor_state WHERE deployment_id = $1", id, "80", 20000));
+    v = mon_sql1(&e,
+                 "SELECT base_n || '|' || d.status FROM monitor_state s JOIN prompt_deployments d"
+                 " ON d.id = s.deployment_id WHERE s.deployment_id = $1",
+                 id);
+    assert_string_equal(v, "450|monitoring");
+    free(v);
+    /* a full replay of both topics by a new group changes nothing: no second promotion, the
+     * same counts, statistic and report */
+    assert_true(itest_group_caught_up(e.group, e.traces, 20000));
+    const char *state_sql = "SELECT s.n || '|' || s.k || '|' || s.base_n || '|' || s.base_k ||"
+                            " '|' || s.log_lr::text || '|' || d.rollout_pct || '|' ||"
+                            " d.monitor_report::text || '|' ||"
+                            " (SELECT count(*) FROM outbox WHERE key = d.id::text) || '|' ||"
+                            " (SELECT count(*) FROM audit_log WHERE target = d.id::text)"
+                            " FROM monitor_state s JOIN prompt_deployments d"
+                            "   ON d.id = s.deployment_id WHERE s.deployment_id = $1";
+    char *before = mon_sql1(&e, state_sql, id);
+    itest_service_stop(m);
+    char replay_group[80];
+    snprintf(replay_group, sizeof(replay_group), "%s-replay", e.group);
+    m = itest_service_start("pl-monitor", replay_group, e.envp, log);
+    assert_true(itest_group_caught_up(replay_group, e.traces, 20000));
+    assert_true(itest_group_caught_up(replay_group, e.deployments, 20000));
+    char *after = mon_sql1(&e, state_sql, id);
+    assert_string_equal(after, before);
+    free(before);
+    free(after);
+    itest_service_stop(m);
+    PQfinish(e.conn);
+}
+
+/* A canary 0.4 below the concurrent baseline is rolled back before it is ever promoted. */
+static void test_canary_regression_is_rolled_back(void **state)
+{
+    (void)state;
+    struct mon_env e;
+    mon_env_new(&e);
+    char log[128], id[37];
+    pid_t m = mon_ship_canary(&e, log, id);
+    mon_send(&e, "base", 0, 900, 1, one_in_ten);
+    assert_true(mon_wait(&e, "SELECT base_n FROM monitor_state WHERE deployment_id = $1", id, "900",
+                         20000));
+    mon_send(&e, "canary", 0, 300, 2, every_other);
+    assert_true(mon_wait(&e, STATUS_SQL, id, "rolled_back", 20000));
+    char *v = mon_sql1(&e,
+                       "SELECT rollout_pct || '|' || (SELECT count(*) FROM outbox WHERE key ="
+                       " $1::text AND payload->>'actor' = 'system:canary_promote') FROM"
+                       " prompt_deployments WHERE id = $1::uuid",
+                       id);
+    assert_string_equal(v, "0|0");
+    free(v);
+    v = mon_sql1(&e, LIVE_SQL, e.c.prompt_id);
+    assert_string_equal(v, "1@100");
     free(v);
     itest_service_stop(m);
     PQfinish(e.conn);
@@ -199,6 +443,7 @@ static void test_restart_and_replay_change_nothing(void **state)
                    "UPDATE projects SET auto_rollback_enabled = false WHERE id = $1"
                    " RETURNING id",
                    1, p));
+    mon_baseline(&e, 200, one_in_ten);
     char log[128], id[37];
     pid_t m = itest_service_start("pl-monitor", e.group, e.envp, log);
     mon_ship(&e, "", id);
@@ -208,13 +453,14 @@ static void test_restart_and_replay_change_nothing(void **state)
     assert_true(
         mon_wait(&e, "SELECT n FROM monitor_state WHERE deployment_id = $1", id, "60", 20000));
     assert_true(itest_group_caught_up(e.group, e.traces, 20000));
-    const char *state_sql = "SELECT s.n || '|' || s.passed || '|' || round(s.s::numeric, 9) ||"
-                            " '|' || d.regression_metric || '|' || d.status || '|' ||"
+    const char *state_sql = "SELECT s.n || '|' || s.k || '|' || s.base_n || '|' || s.base_k ||"
+                            " '|' || s.log_lr::text || '|' || d.regression_metric || '|' ||"
+                            " d.status || '|' || d.monitor_report::text || '|' ||"
                             " (SELECT count(*) FROM outbox WHERE key = d.id::text)"
                             " FROM monitor_state s JOIN prompt_deployments d"
                             "   ON d.id = s.deployment_id WHERE s.deployment_id = $1";
     char *before = mon_sql1(&e, state_sql, id);
-    assert_non_null(strstr(before, "60|54|"));
+    assert_non_null(strstr(before, "60|54|204|180|"));
     itest_service_stop(m);
 
     /* restart in the same group, then a whole replay by a new group */
@@ -341,6 +587,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_regression_is_rolled_back),
+        cmocka_unit_test(test_good_version_stays_monitoring),
+        cmocka_unit_test(test_canary_is_promoted),
+        cmocka_unit_test(test_canary_regression_is_rolled_back),
         cmocka_unit_test(test_restart_and_replay_change_nothing),
         cmocka_unit_test(test_manual_and_auto_rollback_race_has_one_winner),
         cmocka_unit_test(test_rollback_after_a_newer_ship_is_refused),
