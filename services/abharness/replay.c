@@ -1,5 +1,6 @@
 #include "replay.h"
 
+#include "ab_decide.h"
 #include "deploy.h"
 #include "eval_rule_store.h"
 #include "log.h"
@@ -262,6 +263,62 @@ static json_object *ab_pair(json_object *baseline, json_object *candidate)
     return o;
 }
 
+static json_object *ab_discordant(long b, long c)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "baseline_only", json_object_new_int64(b));
+    json_object_object_add(o, "candidate_only", json_object_new_int64(c));
+    return o;
+}
+
+/* The guardrail gate as decided: the pass rates (and the old point "drop", which readers of
+ * earlier reports know), the discordant pairs and the non-inferiority test. Without guardrail
+ * items the gate is not applied: its statistics are null rather than zeros that look like a
+ * failed test. */
+static json_object *ab_guardrail_report(const struct pl_ab_counts *k,
+                                        const struct pl_ab_thresholds *th,
+                                        const struct pl_ab_decision *dec)
+{
+    const struct pl_stats_noninferiority *ni = &dec->guardrail;
+    json_object *g = json_object_new_object();
+    json_object_object_add(g, "sample_size", json_object_new_int64(k->gn));
+    json_object_object_add(g, "baseline", json_object_new_double(ab_rate(k->gbase_k, k->gn)));
+    json_object_object_add(g, "candidate", json_object_new_double(ab_rate(k->gcand_k, k->gn)));
+    json_object_object_add(
+        g, "drop",
+        json_object_new_double(k->gn ? ab_rate(k->gbase_k, k->gn) - ab_rate(k->gcand_k, k->gn)
+                                     : 0));
+    json_object_object_add(g, "discordant", ab_discordant(k->gb, k->gc));
+    json_object_object_add(g, "applied", json_object_new_boolean(k->gn > 0));
+    json_object_object_add(g, "test",
+                           json_object_new_string("non-inferiority, Tango score, one-sided"));
+    json_object_object_add(g, "margin", json_object_new_double(th->guardrail_tolerance));
+    json_object_object_add(g, "alpha", json_object_new_double(th->alpha));
+    json_object_object_add(g, "lower_bound",
+                           dec->guardrail_tested ? json_object_new_double(ni->lower) : NULL);
+    json_object_object_add(g, "z", dec->guardrail_tested ? json_object_new_double(ni->z) : NULL);
+    json_object_object_add(g, "passed", k->gn > 0 ? json_object_new_boolean(ni->passed) : NULL);
+    return g;
+}
+
+/* What each threshold is compared with, and the error rates the rule guarantees
+ * (common/ab_decide.h): delta >= min_delta together with McNemar p < alpha is a one-sided test
+ * at alpha / 2; a candidate worse on the guardrail by the tolerance or more passes that gate
+ * at most alpha of the time. */
+static json_object *ab_thresholds_report(const struct pl_ab_thresholds *th)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "min_delta", json_object_new_double(th->min_delta));
+    json_object_object_add(o, "min_delta_compared_with", json_object_new_string("point delta"));
+    json_object_object_add(o, "alpha", json_object_new_double(th->alpha));
+    json_object_object_add(o, "false_pass_rate_at_most", json_object_new_double(th->alpha / 2));
+    json_object_object_add(o, "guardrail_tolerance",
+                           json_object_new_double(th->guardrail_tolerance));
+    json_object_object_add(o, "guardrail_false_pass_rate_at_most",
+                           json_object_new_double(th->alpha));
+    return o;
+}
+
 /* Scores both arms, computes the paired statistics and decides (SPEC 9). @returns the
  * ab_report and sets *passed, or NULL with why when too many LLM calls failed (the A/B is
  * then retried later). calls[2i] is item i under the current prompt, calls[2i+1] under the
@@ -270,8 +327,7 @@ static json_object *ab_score(const struct ab_item *items, size_t n, const struct
                              const struct pl_rule_set *rules, const struct ab_settings *s,
                              long long replay_ms, bool *passed, char *why, size_t whysz)
 {
-    long cn = 0, base_k = 0, cand_k = 0, b = 0, c = 0; /* cluster items */
-    long gn = 0, gbase_k = 0, gcand_k = 0;             /* guardrail items */
+    struct pl_ab_counts k = {0};
     long errors = 0;
     struct ab_usage use[2] = {{0}};
     long *rule_k[2] = {calloc(rules->n + 1, sizeof(long)), calloc(rules->n + 1, sizeof(long))};
@@ -302,16 +358,20 @@ static json_object *ab_score(const struct ab_item *items, size_t n, const struct
             u->completion_tokens += pair[a].completion_tokens;
             u->cost += pair[a].cost_usd;
         }
+        /* Paired outcomes: the guardrail's non-inferiority test needs its discordant pairs
+         * as much as McNemar needs the held-out ones. */
         if (items[i].guardrail) {
-            gn++;
-            gbase_k += pass[0];
-            gcand_k += pass[1];
+            k.gn++;
+            k.gbase_k += pass[0];
+            k.gcand_k += pass[1];
+            k.gb += pass[0] && !pass[1];
+            k.gc += !pass[0] && pass[1];
         } else {
-            cn++;
-            base_k += pass[0];
-            cand_k += pass[1];
-            b += pass[0] && !pass[1];
-            c += !pass[0] && pass[1];
+            k.n++;
+            k.base_k += pass[0];
+            k.cand_k += pass[1];
+            k.b += pass[0] && !pass[1];
+            k.c += !pass[0] && pass[1];
         }
     }
     if ((double)errors > AB_MAX_LLM_ERROR_SHARE * (double)n) {
@@ -319,53 +379,24 @@ static json_object *ab_score(const struct ab_item *items, size_t n, const struct
         goto out;
     }
 
-    double delta = ab_rate(cand_k, cn) - ab_rate(base_k, cn);
-    double p = pl_stats_mcnemar_exact(b, c);
-    double drop = gn ? ab_rate(gbase_k, gn) - ab_rate(gcand_k, gn) : 0;
-    char reason[512];
-    *passed = false;
-    if (rules->n == 0)
-        snprintf(reason, sizeof(reason), "the project has no enabled eval rules to score with");
-    else if (cn == 0)
-        snprintf(reason, sizeof(reason), "no held-out cluster traces to replay");
-    else if (delta < s->min_delta)
-        snprintf(reason, sizeof(reason), "delta %.3f is below min_delta %.3f", delta, s->min_delta);
-    else if (!(p < s->alpha))
-        snprintf(reason, sizeof(reason), "McNemar p = %.4g is not below alpha %.3g (b=%ld, c=%ld)",
-                 p, s->alpha, b, c);
-    else if (drop > s->tolerance)
-        snprintf(reason, sizeof(reason),
-                 "guardrail pass rate dropped by %.3f (%ld/%ld -> %ld/%ld), over the tolerance "
-                 "%.3f",
-                 drop, gbase_k, gn, gcand_k, gn, s->tolerance);
-    else {
-        *passed = true;
-        snprintf(reason, sizeof(reason),
-                 "candidate passes %ld/%ld held-out failures vs %ld/%ld (delta %.3f, McNemar p = "
-                 "%.4g); guardrail %ld/%ld -> %ld/%ld",
-                 cand_k, cn, base_k, cn, delta, p, gbase_k, gn, gcand_k, gn);
-    }
+    const struct pl_ab_thresholds th = {s->min_delta, s->alpha, s->tolerance};
+    struct pl_ab_decision dec;
+    pl_ab_decide(&k, &th, rules->n > 0, &dec);
+    *passed = dec.passed;
+    long cn = k.n;
 
     report = json_object_new_object();
     json_object_object_add(report, "correctness_baseline",
-                           json_object_new_double(ab_rate(base_k, cn)));
+                           json_object_new_double(ab_rate(k.base_k, cn)));
     json_object_object_add(report, "correctness_candidate",
-                           json_object_new_double(ab_rate(cand_k, cn)));
-    json_object_object_add(report, "correctness_delta", json_object_new_double(delta));
+                           json_object_new_double(ab_rate(k.cand_k, cn)));
+    json_object_object_add(report, "correctness_delta", json_object_new_double(dec.delta));
     json_object_object_add(report, "sample_size", json_object_new_int64(cn));
     json_object_object_add(report, "confidence_intervals",
-                           ab_pair(ab_interval(base_k, cn), ab_interval(cand_k, cn)));
-    json_object *disc = json_object_new_object();
-    json_object_object_add(disc, "baseline_only", json_object_new_int64(b));
-    json_object_object_add(disc, "candidate_only", json_object_new_int64(c));
-    json_object_object_add(report, "discordant", disc);
-    json_object_object_add(report, "mcnemar_p", json_object_new_double(p));
-    json_object *g = json_object_new_object();
-    json_object_object_add(g, "sample_size", json_object_new_int64(gn));
-    json_object_object_add(g, "baseline", json_object_new_double(ab_rate(gbase_k, gn)));
-    json_object_object_add(g, "candidate", json_object_new_double(ab_rate(gcand_k, gn)));
-    json_object_object_add(g, "drop", json_object_new_double(drop));
-    json_object_object_add(report, "guardrail", g);
+                           ab_pair(ab_interval(k.base_k, cn), ab_interval(k.cand_k, cn)));
+    json_object_object_add(report, "discordant", ab_discordant(k.b, k.c));
+    json_object_object_add(report, "mcnemar_p", json_object_new_double(dec.mcnemar_p));
+    json_object_object_add(report, "guardrail", ab_guardrail_report(&k, &th, &dec));
     json_object *per_rule = json_object_new_object();
     for (size_t r = 0; r < rules->n; r++)
         json_object_object_add(per_rule, rules->metrics[r],
@@ -381,14 +412,10 @@ static json_object *ab_score(const struct ab_item *items, size_t n, const struct
         ab_pair(json_object_new_double(use[0].cost), json_object_new_double(use[1].cost)));
     json_object_object_add(report, "llm_errors", json_object_new_int64(errors));
     json_object_object_add(report, "replay_ms", json_object_new_int64(replay_ms));
-    json_object *th = json_object_new_object();
-    json_object_object_add(th, "min_delta", json_object_new_double(s->min_delta));
-    json_object_object_add(th, "alpha", json_object_new_double(s->alpha));
-    json_object_object_add(th, "guardrail_tolerance", json_object_new_double(s->tolerance));
-    json_object_object_add(report, "thresholds", th);
+    json_object_object_add(report, "thresholds", ab_thresholds_report(&th));
     json_object_object_add(report, "decision",
                            json_object_new_string(*passed ? "ab_passed" : "ab_failed"));
-    json_object_object_add(report, "reason", json_object_new_string(reason));
+    json_object_object_add(report, "reason", json_object_new_string(dec.reason));
 out:
     free(rule_k[0]);
     free(rule_k[1]);

@@ -2,7 +2,11 @@
  * candidate that fixes the cluster passes, one that breaks the guardrail traces fails with
  * that reason, autoship ships through the registry, and a harness killed mid-replay is
  * resumed after its restart with one decision and one event. Each test uses its own
- * deployments topic, so the stack's harness never sees these deployments. */
+ * deployments topic, so the stack's harness never sees these deployments.
+ *
+ * The guardrail gate is a non-inferiority test (common/ab_decide.h): with the default margin
+ * 0.03 at alpha 0.05, guardrail items that pass under both prompts show it from 90 items on
+ * (z = sqrt(n 0.03 / 0.97) > 1.645), so the tests on the defaults have 100 of them. */
 #include "deploy.h"
 #include "itest.h"
 #include "util.h"
@@ -38,12 +42,13 @@ struct ab_env {
     const char *envp[6];
 };
 
-static void ab_env_new(struct ab_env *e, int latency_ms, bool autoship)
+/* 30 failing cluster traces and nguard passing traces of the same prompt. */
+static void ab_env_new(struct ab_env *e, int latency_ms, bool autoship, int nguard)
 {
     memset(e, 0, sizeof(*e));
     e->conn = itest_pg(NULL);
     itest_tenant_new(e->conn, "team", &e->t);
-    itest_cluster_new(e->conn, &e->t, "support", "You are a bot.", 30, 10, &e->c);
+    itest_cluster_new(e->conn, &e->t, "support", "You are a bot.", 30, nguard, &e->c);
     const char *p[2] = {e->t.project_id, autoship ? "true" : "false"};
     free(itest_sql(e->conn,
                    "UPDATE projects SET prompt_autoship_enabled = $2::boolean WHERE id = $1"
@@ -138,7 +143,7 @@ static void test_candidate_that_fixes_the_cluster_passes(void **state)
 {
     (void)state;
     struct ab_env e;
-    ab_env_new(&e, 5, false);
+    ab_env_new(&e, 5, false, 100);
     char log[128];
     pid_t h = itest_service_start("pl-abharness", e.group, e.envp, log);
     ab_propose(&e, "You are a bot. Reply with one valid JSON object.");
@@ -150,8 +155,23 @@ static void test_candidate_that_fixes_the_cluster_passes(void **state)
     ab_expect(&e, "d.ab_report->'discordant'->>'candidate_only'", "30");
     ab_expect(&e, "d.ab_report->'discordant'->>'baseline_only'", "0");
     ab_expect(&e, "(d.ab_report->>'mcnemar_p')::float8 < 2e-9", "true"); /* 2 * 0.5^30 */
-    ab_expect(&e, "d.ab_report->'guardrail'->>'sample_size'", "10");
+    /* the guardrail: 100/100 under both prompts, shown non-inferior at the default margin */
+    ab_expect(&e, "d.ab_report->'guardrail'->>'sample_size'", "100");
     ab_expect(&e, "(d.ab_report->'guardrail'->>'drop')::float8", "0");
+    ab_expect(&e, "d.ab_report->'guardrail'->'discordant'->>'baseline_only'", "0");
+    ab_expect(&e, "d.ab_report->'guardrail'->'discordant'->>'candidate_only'", "0");
+    ab_expect(&e, "d.ab_report->'guardrail'->>'test'", "non-inferiority, Tango score, one-sided");
+    ab_expect(&e, "(d.ab_report->'guardrail'->>'margin')::float8", "0.03");
+    ab_expect(&e, "(d.ab_report->'guardrail'->>'alpha')::float8", "0.05");
+    ab_expect(&e, "d.ab_report->'guardrail'->>'applied'", "true");
+    ab_expect(&e, "d.ab_report->'guardrail'->>'passed'", "true");
+    /* z = sqrt(100 * 0.03 / 0.97); bound = -z95^2 / (100 + z95^2) */
+    ab_expect(&e, "abs((d.ab_report->'guardrail'->>'z')::float8 - 1.758631) < 1e-5", "true");
+    ab_expect(&e, "abs((d.ab_report->'guardrail'->>'lower_bound')::float8 + 0.026343) < 1e-5",
+              "true");
+    ab_expect(&e, "d.ab_report->'thresholds'->>'min_delta_compared_with'", "point delta");
+    ab_expect(&e, "(d.ab_report->'thresholds'->>'false_pass_rate_at_most')::float8", "0.025");
+    ab_expect(&e, "(d.ab_report->'thresholds'->>'guardrail_tolerance')::float8", "0.03");
     ab_expect(&e, "(d.ab_report->'rules'->'json'->>'candidate')::float8", "1");
     ab_expect(&e, "(d.ab_report->'tokens'->'candidate'->>'completion')::int > 0", "true");
     ab_expect(&e, "d.ab_report->>'decision'", "ab_passed");
@@ -167,16 +187,43 @@ static void test_candidate_that_breaks_guardrails_fails(void **state)
 {
     (void)state;
     struct ab_env e;
-    ab_env_new(&e, 5, true);
+    ab_env_new(&e, 5, true, 100);
     char log[128];
     pid_t h = itest_service_start("pl-abharness", e.group, e.envp, log);
     ab_propose(&e, "BREAKS-GUARDRAIL. You are a bot. Reply with one valid JSON object.");
     assert_true(ab_wait_status(&e, "ab_failed", 30000));
     ab_expect(&e, "(d.ab_report->>'correctness_delta')::float8", "1"); /* it does fix the cluster */
     ab_expect(&e, "(d.ab_report->'guardrail'->>'drop')::float8", "1");
+    ab_expect(&e, "d.ab_report->'guardrail'->'discordant'->>'baseline_only'", "100");
+    ab_expect(&e, "d.ab_report->'guardrail'->'discordant'->>'candidate_only'", "0");
+    ab_expect(&e, "d.ab_report->'guardrail'->>'passed'", "false");
+    ab_expect(&e, "(d.ab_report->'guardrail'->>'lower_bound')::float8 < -0.03", "true");
     ab_expect(&e,
-              "d.ab_report->>'reason' LIKE 'guardrail pass rate dropped by 1.000 (10/10 -> "
-              "0/10)%'",
+              "d.ab_report->>'reason' LIKE 'guardrail not shown non-inferior: 100/100 -> "
+              "0/100, delta -1.000, %'",
+              "true");
+    ab_expect_events(&e, "proposed,ab_running,ab_failed");
+    itest_service_stop(h);
+    ab_env_free(&e);
+}
+
+/* A guardrail of 10 items that all pass under both prompts is no evidence at the default
+ * margin (z = sqrt(10 * 0.03 / 0.97) = 0.556): the old point rule let it through, the
+ * non-inferiority test does not. */
+static void test_too_few_guardrail_items_fail_at_the_default_margin(void **state)
+{
+    (void)state;
+    struct ab_env e;
+    ab_env_new(&e, 5, true, 10);
+    char log[128];
+    pid_t h = itest_service_start("pl-abharness", e.group, e.envp, log);
+    ab_propose(&e, "You are a bot. Reply with one valid JSON object.");
+    assert_true(ab_wait_status(&e, "ab_failed", 30000));
+    ab_expect(&e, "(d.ab_report->'guardrail'->>'drop')::float8", "0");
+    ab_expect(&e, "abs((d.ab_report->'guardrail'->>'z')::float8 - 0.556128) < 1e-5", "true");
+    ab_expect(&e,
+              "d.ab_report->>'reason' LIKE 'guardrail not shown non-inferior: 10/10 -> 10/10, "
+              "delta 0.000, %'",
               "true");
     ab_expect_events(&e, "proposed,ab_running,ab_failed");
     itest_service_stop(h);
@@ -187,7 +234,7 @@ static void test_autoship_ships_through_the_registry(void **state)
 {
     (void)state;
     struct ab_env e;
-    ab_env_new(&e, 5, true);
+    ab_env_new(&e, 5, true, 100);
     char log[128];
     pid_t h = itest_service_start("pl-abharness", e.group, e.envp, log);
     const char *candidate = "You are a bot. Reply with one valid JSON object.";
@@ -215,7 +262,14 @@ static void test_killed_mid_replay_is_resumed_and_decided_once(void **state)
 {
     (void)state;
     struct ab_env e;
-    ab_env_new(&e, 300, false); /* 80 calls, 4 at a time, 300 ms each: ~6 s of replay */
+    /* 80 calls, 4 at a time, 300 ms each: ~6 s of replay. 100 guardrail items would make it
+     * 20 s, so this project has 10 and a margin they can show: sqrt(10 m / (1 - m)) > 1.645
+     * needs m > 0.213. */
+    ab_env_new(&e, 300, false, 10);
+    const char *p0[1] = {e.t.project_id};
+    free(itest_sql(e.conn,
+                   "UPDATE projects SET ab_guardrail_tolerance = 0.25 WHERE id = $1 RETURNING id",
+                   1, p0));
     char log[128];
     pid_t h = itest_service_start("pl-abharness", e.group, e.envp, log);
     ab_propose(&e, "You are a bot. Reply with one valid JSON object.");
@@ -241,6 +295,8 @@ static void test_killed_mid_replay_is_resumed_and_decided_once(void **state)
 
     h = itest_service_start("pl-abharness", e.group, e.envp, log);
     assert_true(ab_wait_status(&e, "ab_passed", 30000));
+    ab_expect(&e, "d.ab_report->'guardrail'->>'sample_size'", "10");
+    ab_expect(&e, "d.ab_report->'guardrail'->>'passed'", "true");
     assert_true(itest_group_caught_up(e.group, e.topic, 30000));
     ab_expect_events(&e, "proposed,ab_running,ab_passed");
     const char *p[1] = {e.id};
@@ -259,6 +315,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_candidate_that_fixes_the_cluster_passes),
         cmocka_unit_test(test_candidate_that_breaks_guardrails_fails),
+        cmocka_unit_test(test_too_few_guardrail_items_fail_at_the_default_margin),
         cmocka_unit_test(test_autoship_ships_through_the_registry),
         cmocka_unit_test(test_killed_mid_replay_is_resumed_and_decided_once),
     };
