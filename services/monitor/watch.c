@@ -220,7 +220,8 @@ static json_object *monitor_report(const struct monitor_test *m, const struct wa
             "restart points (half the weight at the ship, half over every 100th trace), the "
             "likelihood ratio of pass rate reference - d against reference over the shipped "
             "version's live traces since that point; reference = baseline lower_bound - "
-            "tolerance. P(a version no worse than the one it replaced is ever rolled back) <= alpha"));
+            "tolerance. P(a version no worse than the one it replaced is ever rolled back) <= "
+            "alpha"));
     json_object_object_add(r, "alpha", json_object_new_double(t->alpha));
     json_object_object_add(r, "tolerance", json_object_new_double(t->tolerance));
     json_object_object_add(r, "min_samples", json_object_new_int64(m->min_samples));
