@@ -144,7 +144,9 @@ bool pl_regression_regressed(const struct pl_regression *t)
 
 bool pl_regression_promotable(const struct pl_regression *t, long min_samples)
 {
-    if (t->n < min_samples || t->n <= 0 || pl_regression_regressed(t))
+    /* no comparison without a baseline: a canary whose replaced version gets no traffic
+     * waits (an owner can roll it back) rather than being promoted untested */
+    if (t->n < min_samples || t->n <= 0 || t->base_n < min_samples || pl_regression_regressed(t))
         return false;
     double shipped = (double)t->k / (double)t->n;
     double base = t->base_n > 0 ? (double)t->base_k / (double)t->base_n : 0.0;

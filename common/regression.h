@@ -99,9 +99,10 @@ double pl_regression_alpha_test(const struct pl_regression *t);
 bool pl_regression_regressed(const struct pl_regression *t);
 
 /**
- * @brief The canary's promotion rule: at least min_samples traces of the shipped version,
- *        no regression, and an observed pass rate not below the baseline's by more than the
- *        tolerance (so a canary that looks worse keeps collecting evidence instead).
+ * @brief The canary's promotion rule: at least min_samples traces of the shipped version and
+ *        at least as many of the baseline, no regression, and an observed pass rate not below
+ *        the baseline's by more than the tolerance (so a canary that looks worse, or that has
+ *        nothing to be compared with yet, keeps collecting evidence instead).
  */
 bool pl_regression_promotable(const struct pl_regression *t, long min_samples);
 

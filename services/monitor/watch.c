@@ -262,9 +262,9 @@ static json_object *monitor_report(const struct monitor_test *m, const struct wa
         json_object_object_add(c, "rollout_pct", w ? json_object_new_int(w->rollout_pct) : NULL);
         json_object_object_add(
             c, "promotion_rule",
-            json_object_new_string("at least min_samples traces of the shipped version, no "
-                                   "regression, and its pass rate not below the baseline's by "
-                                   "more than the tolerance"));
+            json_object_new_string("at least min_samples traces of the shipped version and as "
+                                   "many of the baseline, no regression, and its pass rate not "
+                                   "below the baseline's by more than the tolerance"));
         json_object_object_add(r, "canary", c);
     }
     return r;

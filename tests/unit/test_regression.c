@@ -254,6 +254,17 @@ static void test_promotion_rule(void **state)
     assert_false(pl_regression_promotable(&t, 500)); /* one short */
     pl_regression_add(&t, true);
     assert_true(pl_regression_promotable(&t, 500));
+    /* no baseline traffic yet: nothing to compare with, not promoted */
+    struct pl_regression alone;
+    pl_regression_init(&alone, 0.01, 0.02, true, 0, 0);
+    for (int i = 0; i < 1000; i++)
+        pl_regression_add(&alone, true);
+    assert_false(pl_regression_promotable(&alone, 500));
+    for (int i = 0; i < 499; i++)
+        pl_regression_add_baseline(&alone, true);
+    assert_false(pl_regression_promotable(&alone, 500));
+    pl_regression_add_baseline(&alone, true);
+    assert_true(pl_regression_promotable(&alone, 500));
     /* looks worse than the tolerance: not promoted, though not significant yet */
     pl_regression_init(&t, 0.01, 0.02, true, 0, 0);
     for (int i = 0; i < 4500; i++)
