@@ -113,6 +113,8 @@ CREATE TABLE monitor_state (
     log_lr           double precision[] NOT NULL, -- log-likelihood ratio since ship, per alternative
     log_c            double precision[] NOT NULL, -- log of the restart points' weighted sum, per alternative
     regressed_at     timestamptz,
+    regressed_n      bigint,           -- the evidence when the regression was decided: traces
+    regressed_log_e  double precision, --   of the shipped version and the statistic
     promote_at       timestamptz, -- when the canary met its promotion rule
     rollback_refused boolean NOT NULL DEFAULT false, -- something newer was live: an owner decides
     updated_at       timestamptz NOT NULL DEFAULT now()

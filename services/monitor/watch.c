@@ -47,6 +47,8 @@ struct monitor_test {
     struct pl_regression t;
     long min_samples, canary_min_samples;
     bool regressed, promote;
+    long regressed_n;       /* at the decision: the statistic moves on with later traces */
+    double regressed_log_e; /* (valid when regressed) */
 };
 
 static struct pl_rule_set *monitor_rules(PGconn *conn, struct rules_cache *cache,
@@ -164,7 +166,8 @@ static int monitor_state_load(PGconn *conn, const char *id, struct monitor_test 
     PGresult *st = pl_pg_query(conn,
                                "SELECT alpha, tolerance, min_samples, canary, canary_min_samples,"
                                " base_n, base_k, n, k, log_lr::text, regressed_at IS NOT NULL,"
-                               " promote_at IS NOT NULL, log_c::text FROM monitor_state"
+                               " promote_at IS NOT NULL, log_c::text, coalesce(regressed_n, 0),"
+                               " coalesce(regressed_log_e, 0) FROM monitor_state"
                                " WHERE deployment_id = $1 FOR UPDATE",
                                1, p, err);
     if (!st)
@@ -187,6 +190,8 @@ static int monitor_state_load(PGconn *conn, const char *id, struct monitor_test 
     m->canary_min_samples = (long)pl_pg_getll(st, 0, 4);
     m->regressed = strcmp(PQgetvalue(st, 0, 10), "t") == 0;
     m->promote = strcmp(PQgetvalue(st, 0, 11), "t") == 0;
+    m->regressed_n = (long)pl_pg_getll(st, 0, 13);
+    m->regressed_log_e = strtod(PQgetvalue(st, 0, 14), NULL);
     PQclear(st);
     return 1;
 }
@@ -208,10 +213,11 @@ static json_object *monitor_report(const struct monitor_test *m, const struct wa
 {
     const struct pl_regression *t = &m->t;
     json_object *r = json_object_new_object();
-    const char *decision = m->regressed                   ? "regressed"
-                           : m->promote                   ? "promotable"
-                           : t->base_n == 0 && !t->canary ? "no_baseline"
-                                                          : "watching";
+    const char *decision = m->regressed                               ? "regressed"
+                           : m->promote && w && w->rollout_pct >= 100 ? "promoted"
+                           : m->promote                               ? "promotable"
+                           : t->base_n == 0 && !t->canary             ? "no_baseline"
+                                                                      : "watching";
     json_object_object_add(r, "decision", json_object_new_string(decision));
     json_object_object_add(
         r, "rule",
@@ -256,6 +262,12 @@ static json_object *monitor_report(const struct monitor_test *m, const struct wa
     json_object_object_add(stat, "threshold", monitor_double(pl_regression_threshold(t)));
     json_object_object_add(stat, "alpha", json_object_new_double(pl_regression_alpha_test(t)));
     json_object_object_add(r, "statistic", stat);
+    if (m->regressed) { /* the statistic above moves on with later traces; this is the call */
+        json_object *at = json_object_new_object();
+        json_object_object_add(at, "traces", json_object_new_int64(m->regressed_n));
+        json_object_object_add(at, "log_e_value", monitor_double(m->regressed_log_e));
+        json_object_object_add(r, "regressed_at", at);
+    }
     if (t->canary) {
         json_object *c = json_object_new_object();
         json_object_object_add(c, "min_samples", json_object_new_int64(m->canary_min_samples));
@@ -282,17 +294,30 @@ static int monitor_state_save(PGconn *conn, const char *id, const struct monitor
     snprintf(n, sizeof(n), "%ld", m->t.n);
     snprintf(k, sizeof(k), "%ld", m->t.k);
     json_object *report = monitor_report(m, w);
-    const char *ps[9] = {
-        id, base_n, base_k, n, k, log_lr, log_c, m->regressed ? "t" : "f", m->promote ? "t" : "f"};
+    char regressed_n[24], regressed_log_e[32];
+    snprintf(regressed_n, sizeof(regressed_n), "%ld", m->regressed_n);
+    snprintf(regressed_log_e, sizeof(regressed_log_e), "%.17g", m->regressed_log_e);
+    const char *ps[11] = {id,
+                          base_n,
+                          base_k,
+                          n,
+                          k,
+                          log_lr,
+                          log_c,
+                          m->regressed ? "t" : "f",
+                          m->promote ? "t" : "f",
+                          m->regressed ? regressed_n : NULL,
+                          m->regressed ? regressed_log_e : NULL};
     int rc = pl_pg_exec(conn,
                         "UPDATE monitor_state SET base_n = $2::bigint, base_k = $3::bigint,"
                         " n = $4::bigint, k = $5::bigint, log_lr = $6::float8[],"
                         " log_c = $7::float8[], updated_at = now(),"
                         " regressed_at = CASE WHEN $8::boolean THEN coalesce(regressed_at, now())"
                         "   END,"
-                        " promote_at = CASE WHEN $9::boolean THEN coalesce(promote_at, now()) END"
+                        " promote_at = CASE WHEN $9::boolean THEN coalesce(promote_at, now()) END,"
+                        " regressed_n = $10::bigint, regressed_log_e = $11::float8"
                         " WHERE deployment_id = $1",
-                        9, ps, err);
+                        11, ps, err);
     if (rc == 0)
         rc = pl_pg_exec(
             conn,
@@ -519,8 +544,11 @@ static int monitor_advance(PGconn *conn, struct rules_cache *cache, PGresult *re
             continue;
         }
         pl_regression_add(&m.t, ok);
-        if (!m.regressed && m.t.n >= m.min_samples && pl_regression_regressed(&m.t))
+        if (!m.regressed && m.t.n >= m.min_samples && pl_regression_regressed(&m.t)) {
             m.regressed = true;
+            m.regressed_n = m.t.n;
+            m.regressed_log_e = pl_regression_log_e(&m.t);
+        }
         if (m.t.canary && !m.promote && !m.regressed &&
             pl_regression_promotable(&m.t, m.canary_min_samples))
             m.promote = true;

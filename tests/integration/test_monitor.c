@@ -273,7 +273,7 @@ static void test_regression_is_rolled_back(void **state)
                  "SELECT approved_by || '|' || (rolled_back_at IS NOT NULL) || '|' ||"
                  " (regression_metric < 0.9) || '|' || rollout_pct || '|' ||"
                  " (monitor_report->>'decision') || '|' ||"
-                 " ((monitor_report #>> '{statistic,log_e_value}')::float8 >="
+                 " ((monitor_report #>> '{regressed_at,log_e_value}')::float8 >="
                  "  (monitor_report #>> '{statistic,threshold}')::float8)"
                  " FROM prompt_deployments WHERE id = $1",
                  id);
@@ -370,7 +370,8 @@ static void test_canary_is_promoted(void **state)
     v = mon_sql1(&e, REPORT_SQL("baseline,source"), id);
     assert_string_equal(v, "canary");
     free(v);
-    /* after the promotion the base version's traces no longer count */
+    /* after the promotion the base version's traces no longer count (and the report, written
+     * with the next traces, says it was promoted) */
     mon_send(&e, "base-late", 0, 20, 1, never);
     mon_send(&e, "after", 0, 20, 2, never);
     assert_true(
@@ -380,6 +381,9 @@ static void test_canary_is_promoted(void **state)
                  " ON d.id = s.deployment_id WHERE s.deployment_id = $1",
                  id);
     assert_string_equal(v, "450|monitoring");
+    free(v);
+    v = mon_sql1(&e, REPORT_SQL("decision"), id);
+    assert_string_equal(v, "promoted");
     free(v);
     /* a full replay of both topics by a new group changes nothing: no second promotion, the
      * same counts, statistic and report */
