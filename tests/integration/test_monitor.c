@@ -215,6 +215,38 @@ static void mon_settings(struct mon_env *e, const char *set_sql)
     " JOIN prompt_versions v ON v.id = d.version_id WHERE d.prompt_id = $1"                        \
     " ORDER BY d.seq DESC LIMIT 1"
 
+/* Everything the monitor decides for a deployment, as one text: the test's state, the metric,
+ * status, rollout, report, and how many events and audit entries it has. */
+static char *mon_state(struct mon_env *e, const char *id)
+{
+    return mon_sql1(e,
+                    "SELECT concat_ws('|', s.n, s.k, s.base_n, s.base_k, s.log_lr::text,"
+                    " s.log_c::text, d.regression_metric, d.status, d.rollout_pct,"
+                    " d.monitor_report::text,"
+                    " (SELECT count(*) FROM outbox WHERE key = d.id::text),"
+                    " (SELECT count(*) FROM audit_log WHERE target = d.id::text))"
+                    " FROM monitor_state s JOIN prompt_deployments d"
+                    "   ON d.id = s.deployment_id WHERE s.deployment_id = $1",
+                    id);
+}
+
+/* Stops the monitor m, replays both topics from the start with a new group, and checks that
+ * the replay changed nothing of `before` (mon_state). Frees before. */
+static void mon_replay_changes_nothing(struct mon_env *e, pid_t m, const char *id, char *before)
+{
+    char log[128], replay_group[80];
+    itest_service_stop(m);
+    snprintf(replay_group, sizeof(replay_group), "%s-replay", e->group);
+    m = itest_service_start("pl-monitor", replay_group, e->envp, log);
+    assert_true(itest_group_caught_up(replay_group, e->traces, 20000));
+    assert_true(itest_group_caught_up(replay_group, e->deployments, 20000));
+    char *after = mon_state(e, id);
+    assert_string_equal(after, before);
+    free(before);
+    free(after);
+    itest_service_stop(m);
+}
+
 static void test_regression_is_rolled_back(void **state)
 {
     (void)state;
@@ -388,25 +420,7 @@ static void test_canary_is_promoted(void **state)
     /* a full replay of both topics by a new group changes nothing: no second promotion, the
      * same counts, statistic and report */
     assert_true(itest_group_caught_up(e.group, e.traces, 20000));
-    const char *state_sql = "SELECT s.n || '|' || s.k || '|' || s.base_n || '|' || s.base_k ||"
-                            " '|' || s.log_lr::text || '|' || d.rollout_pct || '|' ||"
-                            " d.monitor_report::text || '|' ||"
-                            " (SELECT count(*) FROM outbox WHERE key = d.id::text) || '|' ||"
-                            " (SELECT count(*) FROM audit_log WHERE target = d.id::text)"
-                            " FROM monitor_state s JOIN prompt_deployments d"
-                            "   ON d.id = s.deployment_id WHERE s.deployment_id = $1";
-    char *before = mon_sql1(&e, state_sql, id);
-    itest_service_stop(m);
-    char replay_group[80];
-    snprintf(replay_group, sizeof(replay_group), "%s-replay", e.group);
-    m = itest_service_start("pl-monitor", replay_group, e.envp, log);
-    assert_true(itest_group_caught_up(replay_group, e.traces, 20000));
-    assert_true(itest_group_caught_up(replay_group, e.deployments, 20000));
-    char *after = mon_sql1(&e, state_sql, id);
-    assert_string_equal(after, before);
-    free(before);
-    free(after);
-    itest_service_stop(m);
+    mon_replay_changes_nothing(&e, m, id, mon_state(&e, id));
     PQfinish(e.conn);
 }
 
@@ -457,13 +471,7 @@ static void test_restart_and_replay_change_nothing(void **state)
     assert_true(
         mon_wait(&e, "SELECT n FROM monitor_state WHERE deployment_id = $1", id, "60", 20000));
     assert_true(itest_group_caught_up(e.group, e.traces, 20000));
-    const char *state_sql = "SELECT s.n || '|' || s.k || '|' || s.base_n || '|' || s.base_k ||"
-                            " '|' || s.log_lr::text || '|' || d.regression_metric || '|' ||"
-                            " d.status || '|' || d.monitor_report::text || '|' ||"
-                            " (SELECT count(*) FROM outbox WHERE key = d.id::text)"
-                            " FROM monitor_state s JOIN prompt_deployments d"
-                            "   ON d.id = s.deployment_id WHERE s.deployment_id = $1";
-    char *before = mon_sql1(&e, state_sql, id);
+    char *before = mon_state(&e, id);
     assert_non_null(strstr(before, "60|54|204|180|"));
     itest_service_stop(m);
 
@@ -471,17 +479,7 @@ static void test_restart_and_replay_change_nothing(void **state)
     m = itest_service_start("pl-monitor", e.group, e.envp, log);
     mon_send(&e, "t", 0, 60, 2, one_in_ten); /* the same traces again (a producer retry) */
     assert_true(itest_group_caught_up(e.group, e.traces, 20000));
-    itest_service_stop(m);
-    char replay_group[80];
-    snprintf(replay_group, sizeof(replay_group), "%s-replay", e.group);
-    m = itest_service_start("pl-monitor", replay_group, e.envp, log);
-    assert_true(itest_group_caught_up(replay_group, e.traces, 20000));
-    assert_true(itest_group_caught_up(replay_group, e.deployments, 20000));
-    char *after = mon_sql1(&e, state_sql, id);
-    assert_string_equal(after, before);
-    free(before);
-    free(after);
-    itest_service_stop(m);
+    mon_replay_changes_nothing(&e, m, id, before);
     PQfinish(e.conn);
 }
 
