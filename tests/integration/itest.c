@@ -332,7 +332,7 @@ bool itest_wait_http_ok(const char *url, int timeout_ms)
 bool itest_wait_file_contains(const char *path, const char *needle, int timeout_ms)
 {
     int64_t deadline = pl_now_ms() + timeout_ms;
-    while (pl_now_ms() <= deadline) {
+    for (;;) { /* at least one look: with timeout 0 the clock may tick before a first test */
         FILE *f = fopen(path, "r");
         if (f) {
             char line[4096];
@@ -343,9 +343,10 @@ bool itest_wait_file_contains(const char *path, const char *needle, int timeout_
             if (found)
                 return true;
         }
+        if (pl_now_ms() > deadline)
+            return false;
         pl_sleep_ms(50);
     }
-    return false;
 }
 
 int itest_free_port(void)
