@@ -52,6 +52,7 @@ static const struct config_field config_fields[] = {
     STR("kafka", "topic_clusters", kafka_topic_clusters, 1, NULL),
     STR("kafka", "topic_deployments", kafka_topic_deployments, 1, NULL),
     STR("kafka", "topic_dlq", kafka_topic_dlq, 1, NULL),
+    STR("kafka", "topic_actions", kafka_topic_actions, 1, NULL),
     BOOL("outbox", "relay", outbox_relay),
     INT("outbox", "poll_ms", outbox_poll_ms, 10, 60000),
     INT("outbox", "batch", outbox_batch, 1, 10000),
@@ -216,6 +217,7 @@ void pl_config_defaults(struct pl_config *cfg, const char *service)
     snprintf(cfg->kafka_topic_clusters, sizeof(cfg->kafka_topic_clusters), "pl.clusters");
     snprintf(cfg->kafka_topic_deployments, sizeof(cfg->kafka_topic_deployments), "pl.deployments");
     snprintf(cfg->kafka_topic_dlq, sizeof(cfg->kafka_topic_dlq), "pl.dlq");
+    snprintf(cfg->kafka_topic_actions, sizeof(cfg->kafka_topic_actions), "pl.actions");
     cfg->outbox_relay = true;
     cfg->outbox_poll_ms = 100;
     cfg->outbox_batch = 100;

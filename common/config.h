@@ -25,6 +25,7 @@ struct pl_config {
     char kafka_topic_clusters[128];
     char kafka_topic_deployments[128];
     char kafka_topic_dlq[128];
+    char kafka_topic_actions[128];
 
     bool outbox_relay;
     int outbox_poll_ms;
