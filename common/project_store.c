@@ -50,12 +50,12 @@ int pl_project_store_create(PGconn *conn, const char *tenant_id, const char *act
     return pl_audit_write(
         conn,
         "WITH s AS (SELECT $2::jsonb AS j),"
-        /* the coalesce defaults repeat the column defaults of 0001/0003/0005/0007 */
+        /* the coalesce defaults repeat the column defaults of 0001/0003/0005/0007/0009 */
         " p AS (INSERT INTO projects (tenant_id, name, prompt_autoship_enabled,"
         "   auto_rollback_enabled, cluster_min_size, ab_min_delta, ab_alpha,"
         "   ab_guardrail_tolerance, ab_holdout_size, ab_guardrail_size, regression_min_samples,"
         "   regression_alpha, regression_tolerance, regression_baseline_size,"
-        "   regression_window, ship_canary_pct, ship_canary_min_samples)"
+        "   regression_window, ship_canary_pct, ship_canary_min_samples, hitl_timeout_s)"
         "   SELECT $1, j->>'name', coalesce((j->>'prompt_autoship_enabled')::boolean, false),"
         "     coalesce((j->>'auto_rollback_enabled')::boolean, true),"
         "     coalesce((j->>'cluster_min_size')::int, 10),"
@@ -70,7 +70,8 @@ int pl_project_store_create(PGconn *conn, const char *tenant_id, const char *act
         "     coalesce((j->>'regression_baseline_size')::int, 5000),"
         "     coalesce((j->>'regression_window')::int, 100),"
         "     coalesce((j->>'ship_canary_pct')::int, 0),"
-        "     coalesce((j->>'ship_canary_min_samples')::int, 500)"
+        "     coalesce((j->>'ship_canary_min_samples')::int, 500),"
+        "     coalesce((j->>'hitl_timeout_s')::int, 0)"
         "   FROM s RETURNING *),"
         " e AS (INSERT INTO environments (tenant_id, project_id, name)"
         "   SELECT tenant_id, id, 'production' FROM p)"
@@ -110,6 +111,7 @@ int pl_project_store_update(PGconn *conn, const char *tenant_id, const char *id,
         " ship_canary_pct = coalesce(($3::jsonb->>'ship_canary_pct')::int, p.ship_canary_pct),"
         " ship_canary_min_samples = coalesce(($3::jsonb->>'ship_canary_min_samples')::int,"
         "   p.ship_canary_min_samples),"
+        " hitl_timeout_s = coalesce(($3::jsonb->>'hitl_timeout_s')::int, p.hitl_timeout_s),"
         " updated_at = now()"
         " WHERE id = $1 AND tenant_id = $2 RETURNING p.id, pl_project_json(p)::text",
         3, params, tenant_id, actor, "project.update", patch_json, -2, json, err);

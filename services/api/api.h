@@ -78,6 +78,18 @@ void api_projects_get(struct pl_http_request *req, struct pl_http_response *res)
 void api_projects_create(struct pl_http_request *req, struct pl_http_response *res);
 void api_projects_update(struct pl_http_request *req, struct pl_http_response *res);
 
+/* policies.c: the control loop's policies (seed 002; owner changes, team+ plans) */
+void api_policies_list(struct pl_http_request *req, struct pl_http_response *res);
+void api_policies_get(struct pl_http_request *req, struct pl_http_response *res);
+void api_policies_create(struct pl_http_request *req, struct pl_http_response *res);
+void api_policies_update(struct pl_http_request *req, struct pl_http_response *res);
+void api_policies_delete(struct pl_http_request *req, struct pl_http_response *res);
+
+/* control.c: the tenant's kill switch (any role reads; owners enable and disable) */
+void api_killswitch_get(struct pl_http_request *req, struct pl_http_response *res);
+void api_killswitch_enable(struct pl_http_request *req, struct pl_http_response *res);
+void api_killswitch_disable(struct pl_http_request *req, struct pl_http_response *res);
+
 /* registry.c: prompts, versions, environments (SPEC 11, registry) */
 void api_prompts_create(struct pl_http_request *req, struct pl_http_response *res);
 void api_prompts_list(struct pl_http_request *req, struct pl_http_response *res);

@@ -212,7 +212,12 @@ void api_eval_rules_delete(struct pl_http_request *req, struct pl_http_response 
     struct pl_pg_error err;
     int r = pl_eval_rule_store_delete(conn, who.tenant_id, req->params[0], actor, &err);
     api_db_release(req, conn);
-    if (r < 0)
+    if (r < 0 && strcmp(err.sqlstate, "23503") == 0) /* a policy or an action names it */
+        pl_http_error(res, 409,
+                      "eval rule is used by a policy or a control action: change or archive "
+                      "the policy first (archived policies keep their rule_id), or disable the "
+                      "rule instead");
+    else if (r < 0)
         api_db_error(res, &err);
     else if (r == 0)
         pl_http_error(res, 404, "eval rule not found");

@@ -27,6 +27,7 @@ static const struct pl_field_rule project_rules[] = {
     {"regression_window", PL_FIELD_INT, 10, 100000},
     {"ship_canary_pct", PL_FIELD_INT, 0, 99},
     {"ship_canary_min_samples", PL_FIELD_INT, 10, 1000000},
+    {"hitl_timeout_s", PL_FIELD_INT, 0, 2592000}, /* 30 days; 0: escalations never time out */
 };
 #define PROJECT_NRULES (sizeof(project_rules) / sizeof(project_rules[0]))
 

@@ -84,6 +84,7 @@ static void expect_default_settings(const struct itest_response *r)
     assert_true(num(r, "regression_window") == 100);
     assert_true(num(r, "ship_canary_pct") == 0);
     assert_true(num(r, "ship_canary_min_samples") == 500);
+    assert_true(num(r, "hitl_timeout_s") == 0); /* escalations never time out */
     assert_false(json_object_object_get_ex(r->json, "regression_p1_drop", NULL));
     assert_false(json_object_object_get_ex(r->json, "regression_cusum_h", NULL));
 }
@@ -323,6 +324,52 @@ static void test_patch_regression_and_canary_settings(void **state)
     itest_response_free(&r);
 }
 
+/* How long an escalation may wait in the HITL queue (migration 0009): 0 (never) to 30 days,
+ * at creation and by a change. */
+static void test_hitl_timeout(void **state)
+{
+    (void)state;
+    struct itest_response r = call("POST", "/v1/projects", t.member_key,
+                                   "{\"name\":\"hitl\",\"hitl_timeout_s\":600}", 201);
+    assert_true(num(&r, "hitl_timeout_s") == 600);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/projects/%s", itest_json_str(&r, "id"));
+    itest_response_free(&r);
+    check_named("POST", "/v1/projects", t.member_key,
+                "{\"name\":\"hitl2\",\"hitl_timeout_s\":2592001}", 422, "hitl_timeout_s");
+
+    static const struct {
+        const char *body;
+        long status;
+    } bad[] = {
+        {"{\"hitl_timeout_s\":-1}", 422},    {"{\"hitl_timeout_s\":2592001}", 422},
+        {"{\"hitl_timeout_s\":\"x\"}", 400}, {"{\"hitl_timeout_s\":\"600\"}", 400},
+        {"{\"hitl_timeout_s\":60.5}", 400},  {"{\"hitl_timeout_s\":null}", 400},
+        {"{\"hitl_timeout_s\":true}", 400},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        check_named("PATCH", path, t.owner_key, bad[i].body, bad[i].status, "hitl_timeout_s");
+    check("PATCH", path, t.member_key, "{\"hitl_timeout_s\":0}", 403);
+    r = call("GET", path, t.viewer_key, NULL, 200);
+    assert_true(num(&r, "hitl_timeout_s") == 600); /* nothing refused was applied */
+    itest_response_free(&r);
+
+    r = call("PATCH", path, t.owner_key, "{\"hitl_timeout_s\":2592000}", 200);
+    assert_true(num(&r, "hitl_timeout_s") == 2592000);
+    itest_response_free(&r);
+    r = call("PATCH", path, t.owner_key, "{\"hitl_timeout_s\":0}", 200);
+    assert_true(num(&r, "hitl_timeout_s") == 0);
+    itest_response_free(&r);
+    /* persisted, and the other settings untouched */
+    r = call("PATCH", path, t.owner_key, "{\"hitl_timeout_s\":3600}", 200);
+    itest_response_free(&r);
+    r = call("GET", path, t.viewer_key, NULL, 200);
+    assert_true(num(&r, "hitl_timeout_s") == 3600);
+    assert_true(num(&r, "ship_canary_pct") == 0);
+    assert_true(num(&r, "cluster_min_size") == 10);
+    itest_response_free(&r);
+}
+
 static void test_body_limit(void **state)
 {
     (void)state;
@@ -342,6 +389,7 @@ int main(void)
         cmocka_unit_test(test_create_get_list),
         cmocka_unit_test(test_patch),
         cmocka_unit_test(test_patch_regression_and_canary_settings),
+        cmocka_unit_test(test_hitl_timeout),
         cmocka_unit_test(test_body_limit),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
