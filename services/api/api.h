@@ -90,6 +90,14 @@ void api_killswitch_get(struct pl_http_request *req, struct pl_http_response *re
 void api_killswitch_enable(struct pl_http_request *req, struct pl_http_response *res);
 void api_killswitch_disable(struct pl_http_request *req, struct pl_http_response *res);
 
+/* actions.c: the control loop's actions and HITL queue (any role reads; owners reject), and
+ * a trace with its evaluations and remediation history (any role, every plan) */
+void api_actions_list(struct pl_http_request *req, struct pl_http_response *res);
+void api_actions_pending(struct pl_http_request *req, struct pl_http_response *res);
+void api_actions_get(struct pl_http_request *req, struct pl_http_response *res);
+void api_actions_reject(struct pl_http_request *req, struct pl_http_response *res);
+void api_traces_get(struct pl_http_request *req, struct pl_http_response *res);
+
 /* registry.c: prompts, versions, environments (SPEC 11, registry) */
 void api_prompts_create(struct pl_http_request *req, struct pl_http_response *res);
 void api_prompts_list(struct pl_http_request *req, struct pl_http_response *res);

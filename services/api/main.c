@@ -31,6 +31,12 @@ static const struct pl_http_route api_routes[] = {
     {"GET", "/v1/control/killswitch", api_killswitch_get},
     {"POST", "/v1/control/killswitch/enable", api_killswitch_enable},
     {"POST", "/v1/control/killswitch/disable", api_killswitch_disable},
+    /* the queue before {id}: the router takes the first pattern that matches */
+    {"GET", "/v1/control/actions", api_actions_list},
+    {"GET", "/v1/control/actions/pending", api_actions_pending},
+    {"GET", "/v1/control/actions/{id}", api_actions_get},
+    {"POST", "/v1/control/actions/{id}/reject", api_actions_reject},
+    {"GET", "/v1/traces/{id}", api_traces_get},
     {"POST", "/v1/prompts", api_prompts_create},
     {"GET", "/v1/prompts", api_prompts_list},
     {"GET", "/v1/prompts/{id}", api_prompts_get},
