@@ -196,7 +196,7 @@ void api_actions_reject(struct pl_http_request *req, struct pl_http_response *re
         break;
     case PL_TRANSITION_CONFLICT: {
         json_object *o = json_object_new_object();
-        char msg[64];
+        char msg[96]; /* the fixed text and a status of up to 23 bytes */
         snprintf(msg, sizeof(msg), "cannot reject: the action is %s, not pending_approval",
                  current);
         json_object_object_add(o, "error", json_object_new_string(msg));
