@@ -159,17 +159,10 @@ int pl_action_store_get(PGconn *conn, const char *tenant_id, const char *id, cha
                         struct pl_pg_error *err)
 {
     const char *p[2] = {id, tenant_id};
-    PGresult *res = pl_pg_query(
+    return pl_pg_query_text(
         conn,
         "SELECT pl_action_json(a)::text FROM control_actions a WHERE id = $1 AND tenant_id = $2", 2,
-        p, err);
-    if (!res)
-        return -1;
-    int found = PQntuples(res) == 1;
-    if (found)
-        *json = strdup(PQgetvalue(res, 0, 0));
-    PQclear(res);
-    return found;
+        p, json, err);
 }
 
 int pl_action_store_trace(PGconn *conn, const char *tenant_id, const char *project_id,
@@ -179,7 +172,7 @@ int pl_action_store_trace(PGconn *conn, const char *tenant_id, const char *proje
     /* control_actions.trace_id is COLLATE "C": the comparisons say so, or the two column
      * collations would conflict. traces.eval is {metric: {passed, feedback}} as the detector
      * writes it; anything else gives no evaluations rather than an error. */
-    PGresult *res = pl_pg_query(
+    return pl_pg_query_text(
         conn,
         "SELECT row_to_json(x)::text FROM (SELECT t.id, t.project_id, t.name, t.model, t.input,"
         " t.output, t.error, t.spans, t.tags, t.metadata, t.latency_ms, t.cost,"
@@ -199,12 +192,5 @@ int pl_action_store_trace(PGconn *conn, const char *tenant_id, const char *proje
         "   AND c.project_id = t.project_id AND c.trace_id = t.id COLLATE \"C\"), '[]')"
         "   AS remediation_history"
         " FROM traces t WHERE t.project_id = $1 AND t.id = $2 AND t.tenant_id = $3) x",
-        3, p, err);
-    if (!res)
-        return -1;
-    int found = PQntuples(res) == 1;
-    if (found)
-        *json = strdup(PQgetvalue(res, 0, 0));
-    PQclear(res);
-    return found;
+        3, p, json, err);
 }

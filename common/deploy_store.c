@@ -35,15 +35,8 @@ int pl_deploy_store_get(PGconn *conn, const char *tenant_id, const char *id, cha
                         struct pl_pg_error *err)
 {
     const char *params[2] = {id, tenant_id};
-    PGresult *res = pl_pg_query(conn,
-                                "SELECT pl_deployment_json(d)::text FROM prompt_deployments d"
-                                " WHERE id = $1 AND tenant_id = $2",
-                                2, params, err);
-    if (!res)
-        return -1;
-    int found = PQntuples(res) == 1;
-    if (found)
-        *json = strdup(PQgetvalue(res, 0, 0));
-    PQclear(res);
-    return found;
+    return pl_pg_query_text(conn,
+                            "SELECT pl_deployment_json(d)::text FROM prompt_deployments d"
+                            " WHERE id = $1 AND tenant_id = $2",
+                            2, params, json, err);
 }

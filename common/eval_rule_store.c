@@ -34,17 +34,10 @@ int pl_eval_rule_store_get(PGconn *conn, const char *tenant_id, const char *id, 
                            struct pl_pg_error *err)
 {
     const char *params[2] = {id, tenant_id};
-    PGresult *res = pl_pg_query(
+    return pl_pg_query_text(
         conn,
         "SELECT pl_eval_rule_json(r)::text FROM eval_rules r WHERE id = $1 AND tenant_id = $2", 2,
-        params, err);
-    if (!res)
-        return -1;
-    int found = PQntuples(res) == 1;
-    if (found)
-        *json = strdup(PQgetvalue(res, 0, 0));
-    PQclear(res);
-    return found;
+        params, json, err);
 }
 
 int pl_eval_rule_store_create(PGconn *conn, const char *tenant_id, const char *actor,

@@ -212,6 +212,22 @@ PGresult *pl_pg_query(PGconn *conn, const char *sql, int nparams, const char *co
     return NULL;
 }
 
+int pl_pg_query_text(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                     char **out, struct pl_pg_error *err)
+{
+    PGresult *res = pl_pg_query(conn, sql, nparams, params, err);
+    if (!res)
+        return -1;
+    int found = PQntuples(res) > 0 && !PQgetisnull(res, 0, 0);
+    if (found && !(*out = strdup(PQgetvalue(res, 0, 0)))) {
+        snprintf(err->message, sizeof(err->message), "out of memory");
+        err->sqlstate[0] = '\0';
+        found = -1;
+    }
+    PQclear(res);
+    return found;
+}
+
 PGresult *pl_pg_query_prepared(PGconn *conn, const char *name, const char *sql, int nparams,
                                const char *const *params, struct pl_pg_error *err)
 {

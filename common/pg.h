@@ -48,6 +48,14 @@ PGresult *pl_pg_query(PGconn *conn, const char *sql, int nparams, const char *co
                       struct pl_pg_error *err);
 
 /**
+ * @brief Runs sql, which answers at most one row, and copies the first column of that row
+ *        into *out (caller frees): the stores' "one object as JSON, or not found" reads.
+ * @returns 1 with *out set, 0 when there is no row (or the value is NULL), -1 with err.
+ */
+int pl_pg_query_text(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                     char **out, struct pl_pg_error *err);
+
+/**
  * @brief pl_pg_query for a hot statement: prepared once per pooled connection under name (a
  *        string literal, one per sql), so PostgreSQL parses and plans it once per session.
  */

@@ -31,16 +31,9 @@ int pl_project_store_get(PGconn *conn, const char *tenant_id, const char *id, ch
                          struct pl_pg_error *err)
 {
     const char *params[2] = {id, tenant_id};
-    PGresult *res = pl_pg_query(
+    return pl_pg_query_text(
         conn, "SELECT pl_project_json(p)::text FROM projects p WHERE id = $1 AND tenant_id = $2", 2,
-        params, err);
-    if (!res)
-        return -1;
-    int found = PQntuples(res) == 1;
-    if (found)
-        *json = strdup(PQgetvalue(res, 0, 0));
-    PQclear(res);
-    return found;
+        params, json, err);
 }
 
 int pl_project_store_create(PGconn *conn, const char *tenant_id, const char *actor,
