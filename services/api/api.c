@@ -115,16 +115,24 @@ void api_actor(const struct pl_principal *who, char *buf, size_t bufsz)
     snprintf(buf, bufsz, "key:%s", who->key_id);
 }
 
+bool api_authorize_id(struct pl_http_request *req, struct pl_http_response *res, unsigned roles,
+                      bool control_loop, const char *what, struct pl_principal *who)
+{
+    if (!api_authorize(req, res, roles, control_loop, who))
+        return false;
+    if (!pl_uuid_valid(req->params[0])) {
+        pl_http_error(res, 404, "%s not found", what);
+        return false;
+    }
+    return true;
+}
+
 void api_get_one(struct pl_http_request *req, struct pl_http_response *res, unsigned roles,
                  bool control_loop, api_store_get get, const char *what)
 {
     struct pl_principal who;
-    if (!api_authorize(req, res, roles, control_loop, &who))
+    if (!api_authorize_id(req, res, roles, control_loop, what, &who))
         return;
-    if (!pl_uuid_valid(req->params[0])) {
-        pl_http_error(res, 404, "%s not found", what);
-        return;
-    }
     PGconn *conn = api_db(req, res);
     if (!conn)
         return;

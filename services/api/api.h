@@ -32,6 +32,14 @@ bool api_query_params(struct pl_http_request *req, struct pl_http_response *res,
 bool api_page_params(struct pl_http_request *req, struct pl_http_response *res, long long *limit,
                      long long *offset);
 
+/**
+ * @brief api_authorize for a route on one object ({id} is req->params[0]): an id that is not a
+ *        UUID can name no object, so it is a 404 "<what> not found" like a missing one.
+ * @returns true when the caller may go on.
+ */
+bool api_authorize_id(struct pl_http_request *req, struct pl_http_response *res, unsigned roles,
+                      bool control_loop, const char *what, struct pl_principal *who);
+
 /** A store's read of one object by id for a tenant: 1 + *json, 0 not found, -1 with err. */
 typedef int (*api_store_get)(PGconn *conn, const char *tenant_id, const char *id, char **json,
                              struct pl_pg_error *err);

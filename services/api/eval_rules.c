@@ -135,12 +135,8 @@ void api_eval_rules_create(struct pl_http_request *req, struct pl_http_response 
 void api_eval_rules_update(struct pl_http_request *req, struct pl_http_response *res)
 {
     struct pl_principal who;
-    if (!api_authorize(req, res, PL_ROLES_WRITE, false, &who))
+    if (!api_authorize_id(req, res, PL_ROLES_WRITE, false, "eval rule", &who))
         return;
-    if (!pl_uuid_valid(req->params[0])) {
-        pl_http_error(res, 404, "eval rule not found");
-        return;
-    }
     json_object *patch = rule_body(req, res);
     if (!patch)
         return;
@@ -198,12 +194,8 @@ void api_eval_rules_delete(struct pl_http_request *req, struct pl_http_response 
 {
     struct pl_principal who;
     /* Destructive deletes of eval rules are owner-only (seed role matrix). */
-    if (!api_authorize(req, res, PL_ROLE_OWNER, false, &who))
+    if (!api_authorize_id(req, res, PL_ROLE_OWNER, false, "eval rule", &who))
         return;
-    if (!pl_uuid_valid(req->params[0])) {
-        pl_http_error(res, 404, "eval rule not found");
-        return;
-    }
     PGconn *conn = api_db(req, res);
     if (!conn)
         return;

@@ -502,12 +502,8 @@ out:
 void api_policies_update(struct pl_http_request *req, struct pl_http_response *res)
 {
     struct pl_principal who;
-    if (!api_authorize(req, res, PL_ROLE_OWNER, true, &who))
+    if (!api_authorize_id(req, res, PL_ROLE_OWNER, true, "policy", &who))
         return;
-    if (!pl_uuid_valid(req->params[0])) {
-        pl_http_error(res, 404, "policy not found");
-        return;
-    }
     json_object *patch = policy_body(req, res, true);
     if (!patch)
         return;
@@ -536,12 +532,8 @@ void api_policies_update(struct pl_http_request *req, struct pl_http_response *r
 void api_policies_delete(struct pl_http_request *req, struct pl_http_response *res)
 {
     struct pl_principal who;
-    if (!api_authorize(req, res, PL_ROLE_OWNER, true, &who))
+    if (!api_authorize_id(req, res, PL_ROLE_OWNER, true, "policy", &who))
         return;
-    if (!pl_uuid_valid(req->params[0])) {
-        pl_http_error(res, 404, "policy not found");
-        return;
-    }
     PGconn *conn = api_db(req, res);
     if (!conn)
         return;

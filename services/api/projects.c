@@ -165,12 +165,8 @@ void api_projects_create(struct pl_http_request *req, struct pl_http_response *r
 void api_projects_update(struct pl_http_request *req, struct pl_http_response *res)
 {
     struct pl_principal who;
-    if (!api_authorize(req, res, PL_ROLE_OWNER, false, &who))
+    if (!api_authorize_id(req, res, PL_ROLE_OWNER, false, "project", &who))
         return;
-    if (!pl_uuid_valid(req->params[0])) {
-        pl_http_error(res, 404, "project not found");
-        return;
-    }
     json_object *body = projects_body(req, res, false);
     if (!body)
         return;

@@ -571,12 +571,8 @@ out:
 void api_prompt_versions_create(struct pl_http_request *req, struct pl_http_response *res)
 {
     struct pl_principal who;
-    if (!api_authorize(req, res, PL_ROLES_WRITE, false, &who))
+    if (!api_authorize_id(req, res, PL_ROLES_WRITE, false, "prompt", &who))
         return;
-    if (!pl_uuid_valid(req->params[0])) {
-        pl_http_error(res, 404, "prompt not found");
-        return;
-    }
     json_object *body = registry_body(req, res, version_fields, NRULES(version_fields));
     if (!body)
         return;
@@ -722,12 +718,8 @@ void api_environment_deploy(struct pl_http_request *req, struct pl_http_response
 {
     struct pl_principal who;
     /* Making a version live is shipping it: owner only (SPEC 11 role allowlists). */
-    if (!api_authorize(req, res, PL_ROLE_OWNER, false, &who))
+    if (!api_authorize_id(req, res, PL_ROLE_OWNER, false, "environment", &who))
         return;
-    if (!pl_uuid_valid(req->params[0])) {
-        pl_http_error(res, 404, "environment not found");
-        return;
-    }
     json_object *body = registry_body(req, res, deploy_fields, NRULES(deploy_fields));
     if (!body)
         return;
