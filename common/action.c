@@ -148,7 +148,7 @@ enum pl_transition_result pl_action_create(PGconn *conn, const struct pl_action_
                          a->trace_id,
                          a->policy_id,
                          a->rule_id,
-                         attempt,
+                         a->attempt_next ? NULL : attempt,
                          a->action_type,
                          status,
                          a->payload_json,
@@ -164,7 +164,9 @@ enum pl_transition_result pl_action_create(PGconn *conn, const struct pl_action_
         "INSERT INTO control_actions (tenant_id, project_id, trace_id, policy_id, rule_id,"
         " attempt, action_type, status, payload, result, escalation_reason, retry_count,"
         " require_approval, executed_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6::int, $7, $8, coalesce($9::jsonb, '{}'), $10::jsonb,"
+        " VALUES ($1, $2, $3, $4, $5, coalesce($6::int, (SELECT coalesce(max(attempt), 0) + 1"
+        "   FROM control_actions WHERE project_id = $2 AND trace_id = $3)),"
+        " $7, $8, coalesce($9::jsonb, '{}'), $10::jsonb,"
         " $11, $12::int, $13::boolean, CASE WHEN $8 IN ('executed', 'dry_run') THEN now() END)"
         " ON CONFLICT DO NOTHING RETURNING id, pl_action_json(control_actions)::text",
         13, p, err);

@@ -45,8 +45,9 @@ bool pl_action_allowed(enum pl_action_status from, enum pl_action_status to,
 struct pl_action_new {
     const char *tenant_id, *project_id, *trace_id;
     const char *policy_id, *rule_id; /* NULL: taken through the API / no rule */
-    int attempt;                     /* the step on the trace, from 1 */
-    const char *action_type;         /* pl_action_kind_name() */
+    int attempt;       /* the step on the trace, from 1; 0 for a dry run (not a step) */
+    bool attempt_next; /* attempt: the trace's highest plus one (actions taken through the API) */
+    const char *action_type; /* pl_action_kind_name() */
     enum pl_action_status status;
     const char *payload_json, *result_json;
     const char *escalation_reason;

@@ -56,10 +56,12 @@ int pl_action_store_get(PGconn *conn, const char *tenant_id, const char *id, cha
                         struct pl_pg_error *err);
 
 /**
- * @brief The stored trace of the tenant's project with `evaluations` (the detector's, from
- *        traces.eval, as [{metric_name, passed, feedback, context: "fresh"}]),
- *        `control_loop_depth` (executed retries on it) and `remediation_history` (its actions
- *        in attempt order).
+ * @brief The stored trace of the tenant's project with `evaluations` — the detector's, from
+ *        traces.eval (context "fresh"), then those of each remediation's output in step order
+ *        (context "remediation", with source_action_id and the original evaluation), each
+ *        {metric_name, eval_rule_id, passed, score, feedback, context, source_action_id,
+ *        original} — `control_loop_depth` (executed retries on it) and
+ *        `remediation_history` (its actions in attempt order).
  * @returns 1 + *json (caller frees) when found, 0 when not (or another tenant's), -1 with err.
  */
 int pl_action_store_trace(PGconn *conn, const char *tenant_id, const char *project_id,

@@ -359,3 +359,60 @@ char *pl_cluster_store_list(PGconn *conn, const char *tenant_id, const char *pro
     PQclear(res);
     return json;
 }
+
+int pl_cluster_store_publish_failures(PGconn *conn, const struct pl_cluster_failure *failures,
+                                      size_t nfailures, const char *failures_topic,
+                                      struct pl_pg_error *err)
+{
+    if (nfailures == 0)
+        return 0;
+    char *arrays[3] = {NULL, NULL, NULL};
+    size_t lens[3];
+    FILE *f[3];
+    int events = -1;
+    for (int c = 0; c < 3; c++)
+        f[c] = open_memstream(&arrays[c], &lens[c]);
+    if (f[0] && f[1] && f[2]) {
+        for (int c = 0; c < 3; c++)
+            fputc('{', f[c]);
+        for (size_t i = 0; i < nfailures; i++) {
+            pl_pg_array_item(f[0], failures[i].project_id, i == 0);
+            pl_pg_array_item(f[1], failures[i].trace_id, i == 0);
+            pl_pg_array_item(f[2], failures[i].tenant_id, i == 0);
+        }
+        for (int c = 0; c < 3; c++)
+            fputc('}', f[c]);
+    }
+    for (int c = 0; c < 3; c++)
+        if (f[c])
+            fclose(f[c]);
+    if (!arrays[0] || !arrays[1] || !arrays[2]) {
+        snprintf(err->message, sizeof(err->message), "out of memory");
+        goto out;
+    }
+    /* One trace with several failures (signatures) is one event: DISTINCT, then the
+     * primary key of control_failures keeps it to one for good. */
+    const char *p[4] = {arrays[0], arrays[1], arrays[2], failures_topic};
+    PGresult *res = pl_pg_query(
+        conn,
+        "WITH f AS (SELECT DISTINCT u.project_id, u.trace_id, u.tenant_id"
+        "   FROM unnest($1::uuid[], $2::text[], $3::uuid[]) AS u(project_id, trace_id, tenant_id)"
+        "   WHERE EXISTS (SELECT 1 FROM policies p WHERE p.project_id = u.project_id"
+        "     AND p.status = 'active' AND p.rollout_pct > 0)),"
+        " kept AS (INSERT INTO control_failures (project_id, trace_id, tenant_id)"
+        "   SELECT project_id, trace_id, tenant_id FROM f ON CONFLICT DO NOTHING"
+        "   RETURNING project_id, trace_id, tenant_id)"
+        " INSERT INTO outbox (topic, key, payload)"
+        " SELECT $4, trace_id, jsonb_build_object('schema_version', 1, 'tenant_id', tenant_id,"
+        "   'project_id', project_id, 'trace_id', trace_id)"
+        " FROM kept RETURNING id",
+        4, p, err);
+    if (res) {
+        events = PQntuples(res);
+        PQclear(res);
+    }
+out:
+    for (int c = 0; c < 3; c++)
+        free(arrays[c]);
+    return events;
+}

@@ -39,6 +39,17 @@ int pl_cluster_store_batch(PGconn *conn, const char *traces_copy, size_t traces_
                            struct pl_pg_error *err);
 
 /**
+ * @brief Publishes the batch's failing traces for the controller, in the caller's open
+ *        transaction: one event on failures_topic through the outbox per trace of a project
+ *        with an active policy rolled out to some traces, once per trace ever
+ *        (control_failures), so a replayed batch publishes nothing again.
+ * @returns the number of events written, or -1 with err filled.
+ */
+int pl_cluster_store_publish_failures(PGconn *conn, const struct pl_cluster_failure *failures,
+                                      size_t nfailures, const char *failures_topic,
+                                      struct pl_pg_error *err);
+
+/**
  * @brief The API body {clusters:[{signature, error_message, error_type, count, first_seen,
  *        last_seen, sample_ids}]} for a tenant, newest first (by last_seen); project_id, from
  *        and to (ISO timestamps on last_seen) filter when not NULL.

@@ -53,6 +53,7 @@ static const struct config_field config_fields[] = {
     STR("kafka", "topic_deployments", kafka_topic_deployments, 1, NULL),
     STR("kafka", "topic_dlq", kafka_topic_dlq, 1, NULL),
     STR("kafka", "topic_actions", kafka_topic_actions, 1, NULL),
+    STR("kafka", "topic_failures", kafka_topic_failures, 1, NULL),
     BOOL("outbox", "relay", outbox_relay),
     INT("outbox", "poll_ms", outbox_poll_ms, 10, 60000),
     INT("outbox", "batch", outbox_batch, 1, 10000),
@@ -75,6 +76,8 @@ static const struct config_field config_fields[] = {
     INT("differ", "proposal_attempts", differ_proposal_attempts, 1, 10),
     INT("abharness", "resume_after_ms", abharness_resume_after_ms, 0, 86400000),
     INT("abharness", "resume_interval_ms", abharness_resume_interval_ms, 100, 3600000),
+    INT("controller", "batch", controller_batch, 1, 1000),
+    INT("controller", "sweep_interval_ms", controller_sweep_interval_ms, 50, 3600000),
 };
 #define CONFIG_NFIELDS (sizeof(config_fields) / sizeof(config_fields[0]))
 
@@ -186,11 +189,8 @@ void pl_config_defaults(struct pl_config *cfg, const char *service)
     static const struct {
         const char *service;
         int port;
-    } ports[] = {{"api", 8080},
-                 {"detector", 9101},
-                 {"differ", 9102},
-                 {"abharness", 9103},
-                 {"monitor", 9104}};
+    } ports[] = {{"api", 8080},       {"detector", 9101}, {"differ", 9102},
+                 {"abharness", 9103}, {"monitor", 9104},  {"controller", 9105}};
     memset(cfg, 0, sizeof(*cfg));
     snprintf(cfg->log_level, sizeof(cfg->log_level), "info");
     snprintf(cfg->http_bind, sizeof(cfg->http_bind), "127.0.0.1");
@@ -218,6 +218,7 @@ void pl_config_defaults(struct pl_config *cfg, const char *service)
     snprintf(cfg->kafka_topic_deployments, sizeof(cfg->kafka_topic_deployments), "pl.deployments");
     snprintf(cfg->kafka_topic_dlq, sizeof(cfg->kafka_topic_dlq), "pl.dlq");
     snprintf(cfg->kafka_topic_actions, sizeof(cfg->kafka_topic_actions), "pl.actions");
+    snprintf(cfg->kafka_topic_failures, sizeof(cfg->kafka_topic_failures), "pl.failures");
     cfg->outbox_relay = true;
     cfg->outbox_poll_ms = 100;
     cfg->outbox_batch = 100;
@@ -236,6 +237,8 @@ void pl_config_defaults(struct pl_config *cfg, const char *service)
     cfg->differ_proposal_attempts = 3;
     cfg->abharness_resume_after_ms = 60000;
     cfg->abharness_resume_interval_ms = 10000;
+    cfg->controller_batch = 64;
+    cfg->controller_sweep_interval_ms = 1000;
 }
 
 /* libconfig 1.5 wraps a decimal literal that does not fit in 32 bits (4294975592 reads as

@@ -26,12 +26,14 @@ struct pl_config {
     char kafka_topic_deployments[128];
     char kafka_topic_dlq[128];
     char kafka_topic_actions[128];
+    char kafka_topic_failures[128];
 
     bool outbox_relay;
     int outbox_poll_ms;
     int outbox_batch;
 
-    /* The LLM endpoint (OpenAI-compatible chat completions), for differ and abharness. */
+    /* The LLM endpoint (OpenAI-compatible chat completions), for differ, abharness, controller
+     * and the api's execute route. */
     char llm_base_url[512];
     char llm_api_key[512];
     char llm_model[128];
@@ -52,6 +54,10 @@ struct pl_config {
 
     int abharness_resume_after_ms;    /* an ab_running row untouched this long is orphaned */
     int abharness_resume_interval_ms; /* how often to look for orphans */
+
+    int controller_batch;             /* failing traces handled together (LLM calls overlap) */
+    int controller_sweep_interval_ms; /* how often to resume kept actions and time out escalations
+                                       */
 };
 
 /** @brief Fills defaults for a service ("api", "detector", ...): its port and group id. */

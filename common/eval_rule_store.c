@@ -86,17 +86,19 @@ int pl_eval_rule_store_load(PGconn *conn, const char *tenant_id, const char *pro
 {
     memset(out, 0, sizeof(*out));
     const char *p[2] = {tenant_id, project_id};
-    PGresult *res = pl_pg_query(conn,
-                                "SELECT metric_name, evaluator_type, config::text FROM eval_rules"
-                                " WHERE tenant_id = $1 AND project_id = $2 AND enabled"
-                                " ORDER BY created_at, id",
-                                2, p, err);
+    PGresult *res =
+        pl_pg_query(conn,
+                    "SELECT metric_name, evaluator_type, config::text, id FROM eval_rules"
+                    " WHERE tenant_id = $1 AND project_id = $2 AND enabled"
+                    " ORDER BY created_at, id",
+                    2, p, err);
     if (!res)
         return -1;
     int n = PQntuples(res);
     out->rules = calloc((size_t)n + 1, sizeof(*out->rules));
     out->metrics = calloc((size_t)n + 1, sizeof(*out->metrics));
-    if (!out->rules || !out->metrics) {
+    out->ids = calloc((size_t)n + 1, sizeof(*out->ids));
+    if (!out->rules || !out->metrics || !out->ids) {
         PQclear(res);
         pl_rule_set_free(out);
         snprintf(err->message, sizeof(err->message), "out of memory");
@@ -112,6 +114,7 @@ int pl_eval_rule_store_load(PGconn *conn, const char *tenant_id, const char *pro
                     why);
         } else {
             snprintf(out->metrics[out->n], sizeof(out->metrics[0]), "%s", PQgetvalue(res, i, 0));
+            snprintf(out->ids[out->n], sizeof(out->ids[0]), "%s", PQgetvalue(res, i, 3));
             out->n++;
         }
         json_object_put(cfg);
@@ -126,6 +129,7 @@ void pl_rule_set_free(struct pl_rule_set *set)
         pl_eval_rule_free(set->rules[i]);
     free(set->rules);
     free(set->metrics);
+    free(set->ids);
     memset(set, 0, sizeof(*set));
 }
 

@@ -37,6 +37,7 @@ struct pl_rule_set {
     size_t n;
     struct pl_eval_rule **rules;
     char (*metrics)[128]; /* metric_name of rules[i] */
+    char (*ids)[37];      /* id of rules[i] */
 };
 
 /**

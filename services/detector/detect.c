@@ -503,6 +503,8 @@ static int detect_store_tx(struct pl_service *svc, const char *rows, size_t rows
         (events = pl_cluster_store_batch(conn, rows, rows_len, failures, nfailures,
                                          PL_GROUPING_VERSION, svc->cfg.kafka_topic_clusters, err)) <
             0 ||
+        pl_cluster_store_publish_failures(conn, failures, nfailures, svc->cfg.kafka_topic_failures,
+                                          err) < 0 ||
         pl_pg_exec(conn, "COMMIT", 0, NULL, err) != 0)
         events = -1;
     if (conn)

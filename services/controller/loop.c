@@ -1,0 +1,601 @@
+#include "loop.h"
+
+#include "action.h"
+#include "control.h"
+#include "failpoint.h"
+#include "killswitch.h"
+#include "log.h"
+#include "metrics.h"
+#include "remediate.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Steps on one trace within one delivery: far above what the gates allow (cascade depth 20). */
+#define CTL_MAX_ROUNDS 64
+
+/* Only one replica sweeps at a time: a session advisory lock on this key. */
+#define CTL_SWEEP_LOCK "7305117301"
+
+/* An active policy of the trace's project, rolled out to some traces. */
+struct ctl_policy {
+    char id[37], rule_id[37]; /* rule_id "" when none */
+    enum pl_action_kind kind;
+    json_object *params;
+    int max_retry_depth, max_cascade_depth;
+    bool dry_run, applies; /* applies: its trigger fires and the trace is in its rollout */
+};
+
+/* One failing trace and its loop. */
+struct ctl_trace {
+    char tenant_id[37], project_id[37];
+    char *trace_id;
+    struct pl_remediation_trace t;
+    struct pl_rule_set rules;
+    struct ctl_policy *pol;
+    size_t npol;
+    size_t *live; /* indices into pol of the policies the live loop uses, in priority order */
+    struct pl_control_policy *plan;
+    size_t nlive;
+    bool active; /* the loop may take another step in this delivery */
+    /* the remediation in flight */
+    int attempt;
+    struct pl_control_next next;
+    struct pl_remediation rem;
+    bool calling;
+};
+
+static struct pl_metric *m_steps, *m_calls, *m_passed;
+
+static void ctl_metrics_init(void)
+{
+    if (m_steps)
+        return;
+    m_steps = pl_metric_counter("pl_controller_actions_total", NULL,
+                                "Actions stored by the controller (every status)");
+    m_calls = pl_metric_counter("pl_controller_llm_calls_total", NULL,
+                                "Remediation calls made to the LLM");
+    m_passed = pl_metric_counter("pl_controller_remediations_passed_total", NULL,
+                                 "Remediations whose output passed every eval rule");
+}
+
+static void ctl_trace_free(struct ctl_trace *tr)
+{
+    free(tr->trace_id);
+    pl_remediation_trace_free(&tr->t);
+    pl_rule_set_free(&tr->rules);
+    for (size_t i = 0; i < tr->npol; i++)
+        json_object_put(tr->pol[i].params);
+    free(tr->pol);
+    free(tr->live);
+    free(tr->plan);
+    pl_remediation_clear(&tr->rem);
+    memset(tr, 0, sizeof(*tr));
+}
+
+/* The project's active policies in priority order, with whether each applies to the trace:
+ * eval_score fires when the trace failed the policy's rule (any failure when it names none);
+ * failure_rate when a cluster of the trace holds more than threshold of the project's traces
+ * received in the last window_s seconds, over at least min_traces of them. */
+static int ctl_policies_load(PGconn *conn, struct ctl_trace *tr, struct pl_pg_error *err)
+{
+    const char *p[3] = {tr->tenant_id, tr->project_id, tr->trace_id};
+    PGresult *res = pl_pg_query(
+        conn,
+        "SELECT p.id, coalesce(p.rule_id::text, ''), p.action_type, p.action_params::text,"
+        " p.max_retry_depth, p.max_cascade_depth, p.dry_run, p.rollout_pct,"
+        " CASE WHEN p.trigger_type = 'eval_score' THEN p.rule_id IS NULL OR EXISTS ("
+        "   SELECT 1 FROM eval_rules r WHERE r.id = p.rule_id"
+        "   AND t.eval -> r.metric_name ->> 'passed' = 'false')"
+        " ELSE coalesce((SELECT bool_or(cm.n::float8 / tot.n"
+        "     > (p.trigger_params ->> 'threshold')::float8)"
+        "   FROM failure_clusters c JOIN cluster_members m ON m.cluster_id = c.id"
+        "     AND m.trace_id = t.id,"
+        "   LATERAL (SELECT count(*) AS n FROM traces x WHERE x.project_id = t.project_id"
+        "     AND x.received_at > now() - (p.trigger_params ->> 'window_s')::int"
+        "       * interval '1 second') tot,"
+        "   LATERAL (SELECT count(*) AS n FROM cluster_members m2 JOIN traces x"
+        "     ON x.project_id = c.project_id AND x.id = m2.trace_id WHERE m2.cluster_id = c.id"
+        "     AND x.received_at > now() - (p.trigger_params ->> 'window_s')::int"
+        "       * interval '1 second') cm"
+        "   WHERE c.project_id = t.project_id"
+        "     AND tot.n >= (p.trigger_params ->> 'min_traces')::int), false) END"
+        " FROM policies p JOIN traces t ON t.project_id = p.project_id AND t.id = $3"
+        " WHERE p.tenant_id = $1 AND p.project_id = $2 AND p.status = 'active'"
+        "   AND p.rollout_pct > 0"
+        " ORDER BY p.priority, p.id",
+        3, p, err);
+    if (!res)
+        return -1;
+    size_t n = (size_t)PQntuples(res);
+    tr->pol = calloc(n + 1, sizeof(*tr->pol));
+    tr->live = calloc(n + 1, sizeof(*tr->live));
+    tr->plan = calloc(n + 1, sizeof(*tr->plan));
+    if (!tr->pol || !tr->live || !tr->plan) {
+        PQclear(res);
+        snprintf(err->message, sizeof(err->message), "out of memory");
+        err->sqlstate[0] = '\0';
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct ctl_policy *cp = &tr->pol[i];
+        int row = (int)i;
+        snprintf(cp->id, sizeof(cp->id), "%s", PQgetvalue(res, row, 0));
+        snprintf(cp->rule_id, sizeof(cp->rule_id), "%s", PQgetvalue(res, row, 1));
+        if (pl_action_kind_parse(PQgetvalue(res, row, 2), &cp->kind) != 0)
+            continue; /* the table's CHECK makes this unreachable */
+        cp->params = json_tokener_parse(PQgetvalue(res, row, 3));
+        cp->max_retry_depth = (int)pl_pg_getll(res, row, 4);
+        cp->max_cascade_depth = (int)pl_pg_getll(res, row, 5);
+        cp->dry_run = strcmp(PQgetvalue(res, row, 6), "t") == 0;
+        cp->applies = strcmp(PQgetvalue(res, row, 8), "t") == 0 &&
+                      pl_control_in_rollout(tr->trace_id, (int)pl_pg_getll(res, row, 7));
+        tr->npol++;
+        if (cp->applies && !cp->dry_run) {
+            tr->live[tr->nlive] = tr->npol - 1;
+            tr->plan[tr->nlive++] =
+                (struct pl_control_policy){cp->kind, cp->max_retry_depth, cp->max_cascade_depth};
+        }
+    }
+    PQclear(res);
+    return 0;
+}
+
+/* Loads the trace, its rules and policies: 1 ready, 0 nothing to do (the trace is gone or no
+ * policy applies), -1 with err. */
+static int ctl_trace_init(PGconn *conn, struct ctl_trace *tr, const char *tenant_id,
+                          const char *project_id, const char *trace_id, struct pl_pg_error *err)
+{
+    memset(tr, 0, sizeof(*tr));
+    snprintf(tr->tenant_id, sizeof(tr->tenant_id), "%s", tenant_id);
+    snprintf(tr->project_id, sizeof(tr->project_id), "%s", project_id);
+    if (!(tr->trace_id = strdup(trace_id))) {
+        snprintf(err->message, sizeof(err->message), "out of memory");
+        return -1;
+    }
+    int found = pl_remediation_trace_load(conn, tenant_id, project_id, trace_id, &tr->t, err);
+    if (found <= 0)
+        return found;
+    if (ctl_policies_load(conn, tr, err) != 0 ||
+        pl_eval_rule_store_load(conn, tenant_id, project_id, &tr->rules, err) != 0)
+        return -1;
+    tr->active = tr->nlive > 0;
+    return 1;
+}
+
+/* {intended_action, action_params[, dry_run]}: what the policy asked for, as the payload. */
+static char *ctl_payload(const struct ctl_policy *cp, bool dry_run)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "intended_action",
+                           json_object_new_string(pl_action_kind_name(cp->kind)));
+    json_object_object_add(o, "action_params",
+                           cp->params ? json_object_get(cp->params) : json_object_new_object());
+    if (dry_run)
+        json_object_object_add(o, "dry_run", json_object_new_boolean(true));
+    char *text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+    json_object_put(o);
+    return text;
+}
+
+/* Stores one action of policy cp on the trace. A step someone else stored first (a
+ * redelivery racing this one) is fine: the next plan reads it. */
+static int ctl_store(struct controller *c, PGconn *conn, struct ctl_trace *tr,
+                     const struct ctl_policy *cp, int attempt, enum pl_action_kind kind,
+                     enum pl_action_status status, const struct pl_gate_decision *gate,
+                     const char *result, struct pl_pg_error *err)
+{
+    char *payload = ctl_payload(cp, status == PL_ACTION_DRY_RUN);
+    struct pl_action_new a = {
+        .tenant_id = tr->tenant_id,
+        .project_id = tr->project_id,
+        .trace_id = tr->trace_id,
+        .policy_id = cp->id,
+        .rule_id = cp->rule_id[0] ? cp->rule_id : NULL,
+        .attempt = attempt,
+        .action_type = pl_action_kind_name(kind),
+        .status = status,
+        .payload_json = payload,
+        .result_json = result,
+        .escalation_reason = gate ? gate->escalation_reason : NULL,
+        .retry_count = gate ? gate->retry_count : 0,
+        .require_approval = gate && gate->require_approval,
+        .events_topic = c->svc->cfg.kafka_topic_actions,
+    };
+    char id[37];
+    enum pl_transition_result r = pl_action_create(conn, &a, id, NULL, err);
+    free(payload);
+    if (r == PL_TRANSITION_ERROR)
+        return -1;
+    if (r == PL_TRANSITION_OK) {
+        pl_metric_add(m_steps, 1);
+        pl_debug("controller: trace %s step %d: %s %s", tr->trace_id, attempt,
+                 pl_action_kind_name(kind), pl_action_status_name(status));
+    }
+    return 0;
+}
+
+/* Records once what each dry-run policy that applies would have done (attempt 0). */
+static int ctl_dry_runs(struct controller *c, PGconn *conn, struct ctl_trace *tr,
+                        struct pl_pg_error *err)
+{
+    for (size_t i = 0; i < tr->npol; i++)
+        if (tr->pol[i].applies && tr->pol[i].dry_run &&
+            ctl_store(c, conn, tr, &tr->pol[i], 0, tr->pol[i].kind, PL_ACTION_DRY_RUN, NULL, NULL,
+                      err) != 0)
+            return -1;
+    return 0;
+}
+
+/* The stored steps of the live loop, in order, as indices into tr->live (a step of a policy
+ * no longer in the loop maps past its end, which ends the loop). *waiting: a step is kept
+ * `pending` (the sweeper runs it). *attempt: the next step's number. */
+static int ctl_history(PGconn *conn, struct ctl_trace *tr, struct pl_control_step **out,
+                       size_t *nout, int *attempt, bool *waiting, struct pl_pg_error *err)
+{
+    const char *p[3] = {tr->tenant_id, tr->project_id, tr->trace_id};
+    PGresult *res = pl_pg_query(
+        conn,
+        "SELECT policy_id, action_type, status, coalesce((result ->> 'passed')::boolean, false),"
+        " attempt FROM control_actions WHERE tenant_id = $1 AND project_id = $2"
+        " AND trace_id = $3 AND policy_id IS NOT NULL AND status <> 'dry_run'"
+        " ORDER BY attempt, created_at, id",
+        3, p, err);
+    if (!res)
+        return -1;
+    size_t n = (size_t)PQntuples(res);
+    struct pl_control_step *h = calloc(n + 1, sizeof(*h));
+    if (!h) {
+        PQclear(res);
+        snprintf(err->message, sizeof(err->message), "out of memory");
+        return -1;
+    }
+    *waiting = false;
+    *attempt = 1;
+    for (size_t i = 0; i < n; i++) {
+        int row = (int)i;
+        h[i].policy = tr->nlive;
+        for (size_t k = 0; k < tr->nlive; k++)
+            if (strcmp(tr->pol[tr->live[k]].id, PQgetvalue(res, row, 0)) == 0)
+                h[i].policy = k;
+        if (pl_action_kind_parse(PQgetvalue(res, row, 1), &h[i].kind) != 0)
+            h[i].kind = PL_ACTION_BLOCK;
+        const char *status = PQgetvalue(res, row, 2);
+        *waiting = *waiting || strcmp(status, "pending") == 0;
+        h[i].passed = strcmp(status, "executed") == 0 && strcmp(PQgetvalue(res, row, 3), "t") == 0;
+        *attempt = (int)pl_pg_getll(res, row, 4) + 1;
+    }
+    PQclear(res);
+    *out = h;
+    *nout = n;
+    return 0;
+}
+
+/* Plans and takes the next step of one trace: stores it when it needs no LLM call (an
+ * escalation, a block, a step kept pending by the kill switch, a remediation that cannot be
+ * built), or prepares the call (tr->calling). Clears tr->active when the loop is over for now. */
+static int ctl_step(struct controller *c, PGconn *conn, struct ctl_trace *tr,
+                    struct pl_pg_error *err)
+{
+    struct pl_control_step *h = NULL;
+    size_t nh = 0;
+    bool waiting, killed = false;
+    if (ctl_history(conn, tr, &h, &nh, &tr->attempt, &waiting, err) != 0)
+        return -1;
+    bool more = !waiting && pl_control_plan(tr->plan, tr->nlive, h, nh, &tr->next);
+    free(h);
+    if (!more) {
+        tr->active = false;
+        return 0;
+    }
+    if (pl_killswitch_get(conn, tr->tenant_id, &killed, err) != 0)
+        return -1;
+    const struct ctl_policy *cp = &tr->pol[tr->live[tr->next.policy]];
+    const struct pl_gate_decision *g = &tr->next.gate;
+    if (killed) { /* recorded as planned, run by the sweeper after `disable` */
+        tr->active = false;
+        return ctl_store(c, conn, tr, cp, tr->attempt, g->kind, PL_ACTION_PENDING, g, NULL, err);
+    }
+    if (g->kind == PL_ACTION_ESCALATE || g->kind == PL_ACTION_BLOCK) {
+        tr->active = false;
+        return ctl_store(c, conn, tr, cp, tr->attempt, g->kind,
+                         g->kind == PL_ACTION_ESCALATE ? PL_ACTION_PENDING_APPROVAL
+                                                       : PL_ACTION_EXECUTED,
+                         g, g->kind == PL_ACTION_BLOCK ? "{\"blocked\":true}" : NULL, err);
+    }
+    char why[256];
+    int rc =
+        pl_remediation_prepare(conn, &tr->t, g->kind, cp->params, &tr->rem, why, sizeof(why), err);
+    if (rc < 0)
+        return -1;
+    if (rc > 0) { /* counted like a failed call: the next step is another policy's */
+        char *result = pl_remediation_refused(why);
+        rc = ctl_store(c, conn, tr, cp, tr->attempt, g->kind, PL_ACTION_FAILED, g, result, err);
+        free(result);
+        return rc;
+    }
+    tr->calling = true;
+    return 0;
+}
+
+/* Stores the outcome of the call in flight: executed (passed or not) when the LLM answered,
+ * failed when it did not; either way the step counts. */
+static int ctl_step_done(struct controller *c, PGconn *conn, struct ctl_trace *tr,
+                         struct pl_pg_error *err)
+{
+    bool passed;
+    const struct ctl_policy *cp = &tr->pol[tr->live[tr->next.policy]];
+    char *result = pl_remediation_result(&tr->t, &tr->rules, &tr->rem, &passed);
+    if (!result) {
+        snprintf(err->message, sizeof(err->message), "out of memory");
+        return -1;
+    }
+    pl_failpoint_crash("controller_before_store"); /* crash-safety tests */
+    int rc = ctl_store(c, conn, tr, cp, tr->attempt, tr->next.gate.kind,
+                       tr->rem.call.ok ? PL_ACTION_EXECUTED : PL_ACTION_FAILED, &tr->next.gate,
+                       result, err);
+    if (!tr->rem.call.ok)
+        pl_warn("controller: trace %s step %d: the LLM call failed: %s", tr->trace_id, tr->attempt,
+                tr->rem.call.error);
+    if (passed)
+        pl_metric_add(m_passed, 1);
+    free(result);
+    pl_remediation_clear(&tr->rem);
+    tr->calling = false;
+    return rc;
+}
+
+/* Runs the loops of n traces together, round by round: each round takes one step on every
+ * trace still active, with the LLM calls of the round running concurrently. */
+static int ctl_run(struct controller *c, struct pl_llm_client *llm, PGconn *conn,
+                   struct ctl_trace *trs, size_t n, struct pl_pg_error *err)
+{
+    struct pl_llm_call *calls = calloc(n + 1, sizeof(*calls));
+    size_t *owner = calloc(n + 1, sizeof(*owner));
+    int rc = -1;
+    if (!calls || !owner) {
+        snprintf(err->message, sizeof(err->message), "out of memory");
+        goto out;
+    }
+    for (int round = 0; round < CTL_MAX_ROUNDS; round++) {
+        size_t ncalls = 0, nactive = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (!trs[i].active)
+                continue;
+            if (ctl_step(c, conn, &trs[i], err) != 0)
+                goto out;
+            nactive += trs[i].active;
+            if (trs[i].calling) {
+                calls[ncalls] = trs[i].rem.call;
+                owner[ncalls++] = i;
+            }
+        }
+        if (nactive == 0) {
+            rc = 0;
+            goto out;
+        }
+        if (ncalls > 0) {
+            pl_llm_run(llm, calls, ncalls);
+            pl_metric_add(m_calls, (int64_t)ncalls);
+        }
+        for (size_t k = 0; k < ncalls; k++) {
+            struct ctl_trace *tr = &trs[owner[k]];
+            tr->rem.call = calls[k]; /* the results move back to their trace */
+            memset(&calls[k], 0, sizeof(calls[k]));
+        }
+        for (size_t k = 0; k < ncalls; k++)
+            if (ctl_step_done(c, conn, &trs[owner[k]], err) != 0)
+                goto out;
+    }
+    pl_warn("controller: a loop took %d steps in one delivery; the rest waits for the next",
+            CTL_MAX_ROUNDS);
+    rc = 0;
+out:
+    for (size_t k = 0; calls && k < n; k++)
+        pl_llm_call_clear(&calls[k]);
+    free(calls);
+    free(owner);
+    return rc;
+}
+
+enum pl_handle_result pl_controller_handle(struct pl_service *svc, struct pl_worker_item *items,
+                                           size_t n, void *arg)
+{
+    struct controller *c = arg;
+    ctl_metrics_init();
+    struct ctl_trace *trs = calloc(n + 1, sizeof(*trs));
+    json_object **evs = calloc(n + 1, sizeof(*evs));
+    struct pl_pg_error err = {0};
+    enum pl_handle_result result = PL_HANDLE_RETRY;
+    PGconn *conn = NULL;
+    if (!trs || !evs)
+        goto out;
+    static const char *const required[] = {"tenant_id", "project_id", NULL};
+    for (size_t i = 0; i < n; i++) {
+        items[i].result = PL_HANDLED;
+        json_object *trace_id;
+        evs[i] =
+            pl_worker_parse_event(items[i].msg, required, items[i].reason, sizeof(items[i].reason));
+        if (evs[i] && (!json_object_object_get_ex(evs[i], "trace_id", &trace_id) ||
+                       !json_object_is_type(trace_id, json_type_string) ||
+                       json_object_get_string_len(trace_id) == 0)) {
+            snprintf(items[i].reason, sizeof(items[i].reason),
+                     "trace_id must be a non-empty string");
+            json_object_put(evs[i]);
+            evs[i] = NULL;
+        }
+        if (!evs[i])
+            items[i].result = PL_HANDLE_DLQ;
+    }
+    if (!(conn = pl_pg_acquire(svc->pg, &err)))
+        goto out;
+    size_t nt = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!evs[i])
+            continue;
+        json_object *tenant, *project, *trace;
+        json_object_object_get_ex(evs[i], "tenant_id", &tenant);
+        json_object_object_get_ex(evs[i], "project_id", &project);
+        json_object_object_get_ex(evs[i], "trace_id", &trace);
+        int rc =
+            ctl_trace_init(conn, &trs[nt], json_object_get_string(tenant),
+                           json_object_get_string(project), json_object_get_string(trace), &err);
+        if (rc < 0 || (rc > 0 && ctl_dry_runs(c, conn, &trs[nt], &err) != 0)) {
+            nt++;
+            goto out;
+        }
+        if (rc == 0)
+            pl_warn("controller: trace %s of project %s is not stored; nothing to remediate",
+                    json_object_get_string(trace), json_object_get_string(project));
+        nt++;
+    }
+    if (ctl_run(c, c->llm, conn, trs, nt, &err) != 0)
+        goto out;
+    result = PL_HANDLED;
+out:
+    if (result == PL_HANDLE_RETRY)
+        pl_warn("controller: a batch of %zu failed [%s]: %s; it is delivered again", n,
+                err.sqlstate, err.message);
+    if (conn)
+        pl_pg_release(svc->pg, conn);
+    for (size_t i = 0; trs && i < n; i++)
+        ctl_trace_free(&trs[i]);
+    for (size_t i = 0; evs && i < n; i++)
+        json_object_put(evs[i]);
+    free(trs);
+    free(evs);
+    return result;
+}
+
+/* Escalations pending longer than their project's hitl_timeout_s: rejected, reason timeout. */
+static int ctl_sweep_timeouts(struct controller *c, PGconn *conn, struct pl_pg_error *err)
+{
+    PGresult *res = pl_pg_query(
+        conn,
+        "SELECT a.id, a.tenant_id FROM control_actions a JOIN projects p ON p.id = a.project_id"
+        " WHERE a.status = 'pending_approval' AND p.hitl_timeout_s > 0"
+        " AND a.created_at <= now() - p.hitl_timeout_s * interval '1 second'"
+        " ORDER BY a.created_at, a.id LIMIT 100",
+        0, NULL, err);
+    if (!res)
+        return -1;
+    int rc = 0;
+    for (int i = 0; i < PQntuples(res) && rc == 0; i++) {
+        struct pl_action_change ch = {
+            .tenant_id = PQgetvalue(res, i, 1),
+            .action_id = PQgetvalue(res, i, 0),
+            .to = PL_ACTION_FAILED,
+            .actor = PL_ACTION_BY_TIMEOUT,
+            .result_json = "{\"rejected_by\":\"system:hitl_timeout\",\"reason\":\"timeout\"}",
+            .reason = "timeout",
+            .events_topic = c->svc->cfg.kafka_topic_actions,
+        };
+        char current[24];
+        enum pl_transition_result r = pl_action_transition(conn, &ch, NULL, current, err);
+        if (r == PL_TRANSITION_ERROR)
+            rc = -1;
+        else if (r == PL_TRANSITION_OK)
+            pl_info("controller: escalation %s timed out: rejected", ch.action_id);
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* Runs one action kept pending while the kill switch was on: the step it records. */
+static int ctl_run_pending(struct controller *c, PGconn *conn, struct ctl_trace *tr,
+                           const char *action_id, const char *kind_name, const char *params_json,
+                           struct pl_pg_error *err)
+{
+    enum pl_action_kind kind = PL_ACTION_BLOCK;
+    pl_action_kind_parse(kind_name, &kind);
+    struct pl_action_change ch = {
+        .tenant_id = tr->tenant_id,
+        .action_id = action_id,
+        .actor = PL_ACTION_BY_CONTROLLER,
+        .events_topic = c->svc->cfg.kafka_topic_actions,
+    };
+    char *result = NULL;
+    if (kind == PL_ACTION_ESCALATE) {
+        ch.to = PL_ACTION_PENDING_APPROVAL;
+    } else if (kind == PL_ACTION_BLOCK) {
+        ch.to = PL_ACTION_EXECUTED;
+        ch.result_json = "{\"blocked\":true}";
+    } else {
+        json_object *params = json_tokener_parse(params_json);
+        bool executed, passed;
+        result = pl_remediation_execute(conn, c->sweep_llm, &tr->t, &tr->rules, kind, params,
+                                        &executed, &passed, err);
+        json_object_put(params);
+        if (!result)
+            return -1;
+        pl_metric_add(m_calls, 1);
+        ch.to = executed ? PL_ACTION_EXECUTED : PL_ACTION_FAILED;
+        ch.result_json = result;
+    }
+    char current[24];
+    enum pl_transition_result r = pl_action_transition(conn, &ch, NULL, current, err);
+    free(result);
+    if (r == PL_TRANSITION_OK)
+        pl_info("controller: kept action %s of trace %s ran: %s", action_id, tr->trace_id,
+                pl_action_status_name(ch.to));
+    return r == PL_TRANSITION_ERROR ? -1 : 0;
+}
+
+/* Actions kept pending, of tenants whose switch is off now: run each, then go on with the
+ * loops of their traces. */
+static int ctl_sweep_pending(struct controller *c, PGconn *conn, struct pl_pg_error *err)
+{
+    PGresult *res = pl_pg_query(
+        conn,
+        "SELECT a.id, a.tenant_id, a.project_id, a.trace_id, a.action_type,"
+        " coalesce(a.payload -> 'action_params', '{}')::text"
+        " FROM control_actions a WHERE a.status = 'pending'"
+        " AND NOT EXISTS (SELECT 1 FROM control_killswitch k WHERE k.tenant_id = a.tenant_id"
+        "   AND k.active)"
+        " ORDER BY a.created_at, a.id LIMIT 64",
+        0, NULL, err);
+    if (!res)
+        return -1;
+    size_t n = (size_t)PQntuples(res), nt = 0;
+    struct ctl_trace *trs = calloc(n + 1, sizeof(*trs));
+    int rc = trs ? 0 : -1;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        int row = (int)i;
+        int found = ctl_trace_init(conn, &trs[nt], PQgetvalue(res, row, 1), PQgetvalue(res, row, 2),
+                                   PQgetvalue(res, row, 3), err);
+        nt++;
+        if (found < 0 ||
+            (found > 0 &&
+             ctl_run_pending(c, conn, &trs[nt - 1], PQgetvalue(res, row, 0),
+                             PQgetvalue(res, row, 4), PQgetvalue(res, row, 5), err) != 0))
+            rc = -1;
+    }
+    PQclear(res);
+    if (rc == 0 && nt > 0)
+        rc = ctl_run(c, c->sweep_llm, conn, trs, nt, err);
+    for (size_t i = 0; i < nt; i++)
+        ctl_trace_free(&trs[i]);
+    free(trs);
+    return rc;
+}
+
+void pl_controller_sweep(struct controller *c)
+{
+    ctl_metrics_init();
+    struct pl_pg_error err = {0};
+    PGconn *conn = pl_pg_acquire(c->svc->pg, &err);
+    if (!conn)
+        return;
+    const char *key[1] = {CTL_SWEEP_LOCK};
+    PGresult *res = pl_pg_query(conn, "SELECT pg_try_advisory_lock($1::bigint)", 1, key, &err);
+    bool locked = res && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    if (locked) {
+        if (ctl_sweep_timeouts(c, conn, &err) != 0 || ctl_sweep_pending(c, conn, &err) != 0)
+            pl_warn("controller: sweep failed [%s]: %s", err.sqlstate, err.message);
+        pl_pg_exec(conn, "SELECT pg_advisory_unlock($1::bigint)", 1, key, &err);
+    }
+    pl_pg_release(c->svc->pg, conn);
+}
