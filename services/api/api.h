@@ -7,6 +7,8 @@
 #include "pg.h"
 #include "service.h"
 
+#include <json-c/json.h>
+
 #include <stdbool.h>
 
 /**
@@ -92,6 +94,13 @@ void api_policies_get(struct pl_http_request *req, struct pl_http_response *res)
 void api_policies_create(struct pl_http_request *req, struct pl_http_response *res);
 void api_policies_update(struct pl_http_request *req, struct pl_http_response *res);
 void api_policies_delete(struct pl_http_request *req, struct pl_http_response *res);
+/**
+ * @brief Checks the parameters of an action type as a policy's action_params are checked
+ *        (what names them in why: "action_params", "payload"). @returns the object to store
+ *        (caller puts it), or NULL with why (a 422).
+ */
+json_object *api_action_params_check(const char *action_type, json_object *params, const char *what,
+                                     char *why, size_t whysz);
 
 /* control.c: the tenant's kill switch (any role reads; owners enable and disable) */
 void api_killswitch_get(struct pl_http_request *req, struct pl_http_response *res);
@@ -105,6 +114,11 @@ void api_actions_pending(struct pl_http_request *req, struct pl_http_response *r
 void api_actions_get(struct pl_http_request *req, struct pl_http_response *res);
 void api_actions_reject(struct pl_http_request *req, struct pl_http_response *res);
 void api_traces_get(struct pl_http_request *req, struct pl_http_response *res);
+/* remediation.c: actions that run the executor (owners): execute on a trace, approve an
+ * escalation; and the diff of a remediated output against the original (any role) */
+void api_control_execute(struct pl_http_request *req, struct pl_http_response *res);
+void api_actions_approve(struct pl_http_request *req, struct pl_http_response *res);
+void api_actions_diff(struct pl_http_request *req, struct pl_http_response *res);
 
 /* registry.c: prompts, versions, environments (SPEC 11, registry) */
 void api_prompts_create(struct pl_http_request *req, struct pl_http_response *res);

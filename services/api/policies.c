@@ -242,6 +242,16 @@ static bool policy_params_apply(json_object *p, const char *what, const char *ty
     return true;
 }
 
+json_object *api_action_params_check(const char *action_type, json_object *params, const char *what,
+                                     char *why, size_t whysz)
+{
+    for (size_t i = 0; i < sizeof(action_params) / sizeof(action_params[0]); i++)
+        if (strcmp(action_params[i].type, action_type) == 0)
+            return policy_params_check(what, &action_params[i], params, why, whysz);
+    snprintf(why, whysz, "action_type %s is not known", action_type);
+    return NULL;
+}
+
 /*
  * Checks a whole policy (the create body, or the stored policy with a change merged in)
  * beyond what the field rules check, and puts the parameters in their stored form. Sets a

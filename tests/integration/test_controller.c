@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 static const char scenario_fmt[] =
     "{\"seed\": 1, \"latency_ms\": %d, \"faults\": {\"http_500\": %s}, \"rules\": ["
@@ -371,10 +372,11 @@ static void test_kill9_resume(void **state)
     ctl_policy(&e, "retry", "{}", 10, 3, 5, false, 100, NULL);
     ctl_trace(&e, "tr-crash");
     ctl_failure(&e, "tr-crash");
+    /* the project's one trace: its first step is stored */
     assert_true(itest_wait_sql(e.conn,
-                               "SELECT count(*) FROM control_actions WHERE trace_id = $1"
+                               "SELECT count(*) FROM control_actions WHERE project_id = $1"
                                " AND status = 'executed'",
-                               "tr-crash", "1", 20000));
+                               e.t.project_id, "1", 20000));
     kill(e.controller, SIGKILL);
     assert_true(itest_wait(e.controller, 10000) >= 0);
     e.controller = itest_service_start("pl-controller", e.group, e.envp, e.log);
@@ -408,13 +410,66 @@ static void test_hitl_timeout(void **state)
     ctl_env_free(&e);
 }
 
+/* The whole path on the stack's own services: failing traces ingested through the api are
+ * published once by the detector (pl.failures, through the outbox) and escalated by the
+ * stack's controller; ingesting them again publishes nothing more. A project without an
+ * active policy publishes nothing. */
+static void test_detector_publishes(void **state)
+{
+    (void)state;
+    PGconn *conn = itest_pg(NULL);
+    struct itest_tenant t, quiet;
+    itest_tenant_new(conn, "team", &t);
+    itest_tenant_new(conn, "team", &quiet);
+    const char *p[2] = {t.id, t.project_id};
+    free(itest_sql(conn,
+                   "INSERT INTO policies (tenant_id, project_id, name, status, trigger_type,"
+                   " action_type, rollout_pct, dry_run, created_by) VALUES ($1, $2, 'esc',"
+                   " 'active', 'eval_score', 'escalate', 100, false, 'itest') RETURNING id",
+                   2, p));
+    const struct itest_tenant *ts[2] = {&t, &quiet};
+    for (int k = 0; k < 2; k++) {
+        char body[512];
+        snprintf(body, sizeof(body),
+                 "{\"traces\": [{\"project_id\": \"%s\", \"id\": \"e2e-0\", \"output\":"
+                 " \"x\", \"error\": \"upstream timeout\"}, {\"project_id\": \"%s\", \"id\":"
+                 " \"e2e-1\", \"output\": \"x\", \"error\": \"upstream timeout\"}]}",
+                 ts[k]->project_id, ts[k]->project_id);
+        struct itest_response r = itest_api("POST", "/v1/ingest/batch", ts[k]->member_key, body);
+        assert_int_equal(r.status, 201);
+        itest_response_free(&r);
+    }
+    assert_true(itest_wait_sql(conn,
+                               "SELECT count(*) FROM control_actions WHERE project_id = $1"
+                               " AND status = 'pending_approval'",
+                               t.project_id, "2", 30000));
+    /* a detector of a new group replays pl.traces from the start */
+    char group[64], log[128];
+    snprintf(group, sizeof(group), "itest-ctl-replay-%d", (int)getpid());
+    pid_t d = itest_service_start("pl-detector", group, NULL, log);
+    assert_true(itest_group_caught_up(group, "pl.traces", 60000));
+    itest_service_stop(d);
+    const char *q[2] = {t.project_id, quiet.project_id};
+    char *v = itest_sql(conn,
+                        "SELECT (SELECT count(*) FROM control_failures WHERE project_id = $1) ||"
+                        " ':' || (SELECT count(*) FROM outbox WHERE topic = 'pl.failures'"
+                        "   AND payload ->> 'project_id' = $1::text) || ':' ||"
+                        " (SELECT count(*) FROM control_failures WHERE project_id = $2) || ':' ||"
+                        " (SELECT count(*) FROM control_actions WHERE project_id = $1)",
+                        2, q);
+    assert_string_equal(v, "2:2:0:2");
+    free(v);
+    PQfinish(conn);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_retry_depth),   cmocka_unit_test(test_cascade_depth),
-        cmocka_unit_test(test_passing_stops), cmocka_unit_test(test_dry_run_and_rollout),
-        cmocka_unit_test(test_kill_switch),   cmocka_unit_test(test_llm_failure),
-        cmocka_unit_test(test_kill9_resume),  cmocka_unit_test(test_hitl_timeout),
+        cmocka_unit_test(test_retry_depth),        cmocka_unit_test(test_cascade_depth),
+        cmocka_unit_test(test_passing_stops),      cmocka_unit_test(test_dry_run_and_rollout),
+        cmocka_unit_test(test_kill_switch),        cmocka_unit_test(test_llm_failure),
+        cmocka_unit_test(test_kill9_resume),       cmocka_unit_test(test_hitl_timeout),
+        cmocka_unit_test(test_detector_publishes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
