@@ -347,57 +347,62 @@ static int ctl_step_done(struct controller *c, PGconn *conn, struct ctl_trace *t
     return rc;
 }
 
+/* Runs the prepared calls of every trace with one in flight concurrently (one batch on llm)
+ * and moves each result back to its trace. */
+static int ctl_call_all(struct pl_llm_client *llm, struct ctl_trace *trs, size_t n,
+                        struct pl_pg_error *err)
+{
+    size_t ncalls = 0;
+    for (size_t i = 0; i < n; i++)
+        ncalls += trs[i].calling;
+    if (ncalls == 0)
+        return 0;
+    struct pl_llm_call *calls = calloc(ncalls, sizeof(*calls));
+    size_t *owner = calloc(ncalls, sizeof(*owner));
+    if (!calls || !owner) {
+        free(calls);
+        free(owner);
+        snprintf(err->message, sizeof(err->message), "out of memory");
+        return -1;
+    }
+    ncalls = 0;
+    for (size_t i = 0; i < n; i++)
+        if (trs[i].calling) {
+            calls[ncalls] = trs[i].rem.call;
+            owner[ncalls++] = i;
+        }
+    pl_llm_run(llm, calls, ncalls);
+    pl_metric_add(m_calls, (int64_t)ncalls);
+    for (size_t k = 0; k < ncalls; k++)
+        trs[owner[k]].rem.call = calls[k]; /* the result fields are the trace's now */
+    free(calls);
+    free(owner);
+    return 0;
+}
+
 /* Runs the loops of n traces together, round by round: each round takes one step on every
  * trace still active, with the LLM calls of the round running concurrently. */
 static int ctl_run(struct controller *c, struct pl_llm_client *llm, PGconn *conn,
                    struct ctl_trace *trs, size_t n, struct pl_pg_error *err)
 {
-    struct pl_llm_call *calls = calloc(n + 1, sizeof(*calls));
-    size_t *owner = calloc(n + 1, sizeof(*owner));
-    int rc = -1;
-    if (!calls || !owner) {
-        snprintf(err->message, sizeof(err->message), "out of memory");
-        goto out;
-    }
     for (int round = 0; round < CTL_MAX_ROUNDS; round++) {
-        size_t ncalls = 0, nactive = 0;
+        size_t nactive = 0;
         for (size_t i = 0; i < n; i++) {
-            if (!trs[i].active)
-                continue;
-            if (ctl_step(c, conn, &trs[i], err) != 0)
-                goto out;
+            if (trs[i].active && ctl_step(c, conn, &trs[i], err) != 0)
+                return -1;
             nactive += trs[i].active;
-            if (trs[i].calling) {
-                calls[ncalls] = trs[i].rem.call;
-                owner[ncalls++] = i;
-            }
         }
-        if (nactive == 0) {
-            rc = 0;
-            goto out;
-        }
-        if (ncalls > 0) {
-            pl_llm_run(llm, calls, ncalls);
-            pl_metric_add(m_calls, (int64_t)ncalls);
-        }
-        for (size_t k = 0; k < ncalls; k++) {
-            struct ctl_trace *tr = &trs[owner[k]];
-            tr->rem.call = calls[k]; /* the results move back to their trace */
-            memset(&calls[k], 0, sizeof(calls[k]));
-        }
-        for (size_t k = 0; k < ncalls; k++)
-            if (ctl_step_done(c, conn, &trs[owner[k]], err) != 0)
-                goto out;
+        if (nactive == 0)
+            return 0;
+        if (ctl_call_all(llm, trs, n, err) != 0)
+            return -1;
+        for (size_t i = 0; i < n; i++)
+            if (trs[i].calling && ctl_step_done(c, conn, &trs[i], err) != 0)
+                return -1;
     }
     pl_warn("controller: a loop took %d steps in one delivery; the rest waits for the next",
             CTL_MAX_ROUNDS);
-    rc = 0;
-out:
-    for (size_t k = 0; calls && k < n; k++)
-        pl_llm_call_clear(&calls[k]);
-    free(calls);
-    free(owner);
-    return rc;
+    return 0;
 }
 
 enum pl_handle_result pl_controller_handle(struct pl_service *svc, struct pl_worker_item *items,
@@ -503,48 +508,56 @@ static int ctl_sweep_timeouts(struct controller *c, PGconn *conn, struct pl_pg_e
     return rc;
 }
 
-/* Runs one action kept pending while the kill switch was on: the step it records. */
-static int ctl_run_pending(struct controller *c, PGconn *conn, struct ctl_trace *tr,
-                           const char *action_id, const char *kind_name, const char *params_json,
-                           struct pl_pg_error *err)
+/* A kept action's change to its outcome, guarded (pending → ...): run by the sweeper. */
+static int ctl_pending_done(struct controller *c, PGconn *conn, struct ctl_trace *tr,
+                            const char *action_id, enum pl_action_status to, const char *result,
+                            struct pl_pg_error *err)
 {
-    enum pl_action_kind kind = PL_ACTION_BLOCK;
-    pl_action_kind_parse(kind_name, &kind);
     struct pl_action_change ch = {
         .tenant_id = tr->tenant_id,
         .action_id = action_id,
+        .to = to,
         .actor = PL_ACTION_BY_CONTROLLER,
+        .result_json = result,
         .events_topic = c->svc->cfg.kafka_topic_actions,
     };
-    char *result = NULL;
-    if (kind == PL_ACTION_ESCALATE) {
-        ch.to = PL_ACTION_PENDING_APPROVAL;
-    } else if (kind == PL_ACTION_BLOCK) {
-        ch.to = PL_ACTION_EXECUTED;
-        ch.result_json = "{\"blocked\":true}";
-    } else {
-        json_object *params = json_tokener_parse(params_json);
-        bool executed, passed;
-        result = pl_remediation_execute(conn, c->sweep_llm, &tr->t, &tr->rules, kind, params,
-                                        &executed, &passed, err);
-        json_object_put(params);
-        if (!result)
-            return -1;
-        pl_metric_add(m_calls, 1);
-        ch.to = executed ? PL_ACTION_EXECUTED : PL_ACTION_FAILED;
-        ch.result_json = result;
-    }
     char current[24];
     enum pl_transition_result r = pl_action_transition(conn, &ch, NULL, current, err);
-    free(result);
     if (r == PL_TRANSITION_OK)
         pl_info("controller: kept action %s of trace %s ran: %s", action_id, tr->trace_id,
-                pl_action_status_name(ch.to));
+                pl_action_status_name(to));
     return r == PL_TRANSITION_ERROR ? -1 : 0;
 }
 
-/* Actions kept pending, of tenants whose switch is off now: run each, then go on with the
- * loops of their traces. */
+/* Starts one kept action: an escalation or a block is done at once; a remediation is
+ * prepared (tr->calling) to run with the others. */
+static int ctl_pending_start(struct controller *c, PGconn *conn, struct ctl_trace *tr,
+                             const char *action_id, const char *kind_name, const char *params_json,
+                             struct pl_pg_error *err)
+{
+    enum pl_action_kind kind = PL_ACTION_BLOCK;
+    pl_action_kind_parse(kind_name, &kind);
+    if (kind == PL_ACTION_ESCALATE)
+        return ctl_pending_done(c, conn, tr, action_id, PL_ACTION_PENDING_APPROVAL, NULL, err);
+    if (kind == PL_ACTION_BLOCK)
+        return ctl_pending_done(c, conn, tr, action_id, PL_ACTION_EXECUTED, "{\"blocked\":true}",
+                                err);
+    json_object *params = json_tokener_parse(params_json);
+    char why[256];
+    int rc = pl_remediation_prepare(conn, &tr->t, kind, params, &tr->rem, why, sizeof(why), err);
+    json_object_put(params);
+    if (rc == 0)
+        tr->calling = true;
+    if (rc <= 0)
+        return rc;
+    char *result = pl_remediation_refused(why);
+    rc = ctl_pending_done(c, conn, tr, action_id, PL_ACTION_FAILED, result, err);
+    free(result);
+    return rc;
+}
+
+/* Actions kept pending, of tenants whose switch is off now: run them (their LLM calls
+ * together), then go on with the loops of their traces. */
 static int ctl_sweep_pending(struct controller *c, PGconn *conn, struct pl_pg_error *err)
 {
     PGresult *res = pl_pg_query(
@@ -554,23 +567,36 @@ static int ctl_sweep_pending(struct controller *c, PGconn *conn, struct pl_pg_er
         " FROM control_actions a WHERE a.status = 'pending'"
         " AND NOT EXISTS (SELECT 1 FROM control_killswitch k WHERE k.tenant_id = a.tenant_id"
         "   AND k.active)"
-        " ORDER BY a.created_at, a.id LIMIT 64",
-        0, NULL, err);
+        " ORDER BY a.created_at, a.id LIMIT $1::int",
+        1, (const char *const[]){"64"}, err);
     if (!res)
         return -1;
     size_t n = (size_t)PQntuples(res), nt = 0;
     struct ctl_trace *trs = calloc(n + 1, sizeof(*trs));
     int rc = trs ? 0 : -1;
-    for (size_t i = 0; i < n && rc == 0; i++) {
+    for (size_t i = 0; i < n && rc == 0; i++, nt++) {
         int row = (int)i;
-        int found = ctl_trace_init(conn, &trs[nt], PQgetvalue(res, row, 1), PQgetvalue(res, row, 2),
+        int found = ctl_trace_init(conn, &trs[i], PQgetvalue(res, row, 1), PQgetvalue(res, row, 2),
                                    PQgetvalue(res, row, 3), err);
-        nt++;
-        if (found < 0 ||
-            (found > 0 &&
-             ctl_run_pending(c, conn, &trs[nt - 1], PQgetvalue(res, row, 0),
-                             PQgetvalue(res, row, 4), PQgetvalue(res, row, 5), err) != 0))
+        if (found < 0 || (found > 0 && ctl_pending_start(c, conn, &trs[i], PQgetvalue(res, row, 0),
+                                                         PQgetvalue(res, row, 4),
+                                                         PQgetvalue(res, row, 5), err) != 0))
             rc = -1;
+    }
+    if (rc == 0)
+        rc = ctl_call_all(c->sweep_llm, trs, nt, err);
+    for (size_t i = 0; i < nt && rc == 0; i++) {
+        if (!trs[i].calling)
+            continue;
+        bool passed;
+        char *result = pl_remediation_result(&trs[i].t, &trs[i].rules, &trs[i].rem, &passed);
+        rc = result ? ctl_pending_done(c, conn, &trs[i], PQgetvalue(res, (int)i, 0),
+                                       trs[i].rem.call.ok ? PL_ACTION_EXECUTED : PL_ACTION_FAILED,
+                                       result, err)
+                    : -1;
+        free(result);
+        pl_remediation_clear(&trs[i].rem);
+        trs[i].calling = false;
     }
     PQclear(res);
     if (rc == 0 && nt > 0)
