@@ -159,8 +159,8 @@ enum pl_transition_result pl_action_create(PGconn *conn, const struct pl_action_
     if (pl_pg_exec(conn, "BEGIN", 0, NULL, err) != 0)
         return PL_TRANSITION_ERROR;
     /* DO NOTHING on (project, trace, policy, attempt): the creation's compare-and-set */
-    PGresult *res = pl_pg_query(
-        conn,
+    PGresult *res = pl_pg_query_prepared(
+        conn, "pl_action_create",
         "INSERT INTO control_actions (tenant_id, project_id, trace_id, policy_id, rule_id,"
         " attempt, action_type, status, payload, result, escalation_reason, retry_count,"
         " require_approval, executed_at)"

@@ -16,14 +16,17 @@ int pl_audit_append(PGconn *conn, const char *tenant_id, const char *actor, cons
                     const char *target, const char *detail_json, struct pl_pg_error *err)
 {
     const char *lock_params[1] = {tenant_id};
-    if (pl_pg_exec(conn, "SELECT pg_advisory_xact_lock(hashtextextended($1, 42))", 1, lock_params,
-                   err) != 0)
+    PGresult *locked = pl_pg_query_prepared(
+        conn, "pl_audit_lock", "SELECT pg_advisory_xact_lock(hashtextextended($1, 42))", 1,
+        lock_params, err);
+    if (!locked)
         return -1;
+    PQclear(locked);
     /* Hashed in SQL from the values as stored (jsonb's canonical text, now()'s exact
      * microseconds); pl_audit_verify recomputes it independently in C. */
     const char *params[5] = {tenant_id, actor, action, target, detail_json};
-    return pl_pg_exec(
-        conn,
+    PGresult *res = pl_pg_query_prepared(
+        conn, "pl_audit_append",
         "WITH prev AS (SELECT coalesce((SELECT hash FROM audit_log WHERE tenant_id = $1::uuid"
         "                 ORDER BY id DESC LIMIT 1), '') AS h)"
         " INSERT INTO audit_log (tenant_id, actor, action, target, detail, at, prev_hash, hash)"
@@ -33,6 +36,9 @@ int pl_audit_append(PGconn *conn, const char *tenant_id, const char *actor, cons
         "   (extract(epoch FROM now()) * 1000000)::bigint::text), 'UTF8')), 'hex')"
         " FROM prev",
         5, params, err);
+    int rc = res ? 0 : -1;
+    PQclear(res);
+    return rc;
 }
 
 long long pl_audit_verify(PGconn *conn, const char *tenant_id, char *err, size_t errsz)

@@ -428,65 +428,133 @@ static void llm_slot_done(struct pl_llm_client *c, struct llm_slot *s, CURLcode 
                   call->completion_tokens);
 }
 
-size_t pl_llm_run(struct pl_llm_client *c, struct pl_llm_call *calls, size_t n)
+/* A new slot for call, or NULL with the call failed (no memory, no messages). */
+static struct llm_slot *llm_slot_new(struct pl_llm_client *c, struct pl_llm_call *call, int64_t now)
 {
-    if (n == 0)
-        return 0;
-    pthread_mutex_lock(&c->lock);
-    struct llm_slot *slots = calloc(n, sizeof(*slots));
-    size_t failed = 0;
-    if (!slots) {
-        for (size_t i = 0; i < n; i++) {
-            pl_llm_call_clear(&calls[i]);
-            snprintf(calls[i].error, sizeof(calls[i].error), "out of memory");
-        }
-        pthread_mutex_unlock(&c->lock);
-        return n;
+    pl_llm_call_clear(call);
+    struct llm_slot *s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(call->error, sizeof(call->error), "out of memory");
+        return NULL;
     }
+    s->call = call;
+    s->deadline = now + c->cfg.llm_budget_ms;
+    s->next_at = now;
+    s->max_reply = (size_t)c->cfg.llm_max_reply_bytes;
+    s->body = call->nmessages > 0 ? llm_request_body(c, call) : NULL;
+    if (!s->body)
+        llm_slot_fail(s, call->nmessages ? "out of memory" : "no messages");
+    return s;
+}
+
+static void llm_slot_free(struct llm_slot *s)
+{
+    if (s->easy)
+        curl_easy_cleanup(s->easy);
+    free(s->body);
+    free(s->reply);
+    free(s);
+}
+
+/* A stream in progress: the calls taken from the source and not yet handed back. */
+struct llm_stream_run {
+    struct pl_llm_client *c;
+    const struct pl_llm_stream *src;
+    struct llm_slot **slots;
+    size_t nslots, cap, failed;
+    bool source_dry; /* next() said there is nothing more for now */
+    int active;      /* transfers in the multi handle */
+};
+
+/* Takes new calls while fewer than max_concurrency are held (running or in backoff), starts
+ * every slot whose time has come while transfers are below the cap, and returns the earliest
+ * time a waiting slot is due (at most 200 ms ahead). */
+static int64_t llm_stream_fill(struct llm_stream_run *r)
+{
+    struct pl_llm_client *c = r->c;
     int64_t now = pl_now_ms();
-    size_t pending = 0;
-    for (size_t i = 0; i < n; i++) {
-        struct llm_slot *s = &slots[i];
-        s->call = &calls[i];
-        pl_llm_call_clear(s->call);
-        s->deadline = now + c->cfg.llm_budget_ms;
-        s->next_at = now;
-        s->max_reply = (size_t)c->cfg.llm_max_reply_bytes;
-        s->body = s->call->nmessages > 0 ? llm_request_body(c, s->call) : NULL;
-        if (!s->body)
-            llm_slot_fail(s, s->call->nmessages ? "out of memory" : "no messages");
-        else
-            pending++;
-    }
-    int active = 0;
-    while (pending > 0) {
-        now = pl_now_ms();
-        if (!pl_running) { /* shutting down: fail what is left, callers retry later */
-            for (size_t i = 0; i < n; i++)
-                if (slots[i].state != LLM_DONE) {
-                    if (slots[i].state == LLM_RUNNING)
-                        curl_multi_remove_handle(c->multi, slots[i].easy);
-                    llm_slot_fail(&slots[i], "shutting down");
-                }
+    while (!r->source_dry && pl_running && r->nslots < (size_t)c->cfg.llm_max_concurrency) {
+        struct pl_llm_call *call = r->src->next(r->src->arg);
+        if (!call) {
+            r->source_dry = true;
             break;
         }
-        int64_t wake = now + 200;
-        for (size_t i = 0; i < n; i++) {
-            struct llm_slot *s = &slots[i];
-            if (s->state != LLM_WAITING)
-                continue;
-            if (s->next_at <= now && active < c->cfg.llm_max_concurrency)
-                active += llm_slot_start(c, s, now);
-            else if (s->next_at > now && s->next_at < wake)
-                wake = s->next_at;
-            if (s->state == LLM_DONE)
-                pending--;
+        struct llm_slot *s = NULL;
+        if (r->nslots == r->cap) {
+            size_t ncap = r->cap ? r->cap * 2 : 16;
+            struct llm_slot **grown = realloc(r->slots, ncap * sizeof(*r->slots));
+            if (grown) {
+                r->slots = grown;
+                r->cap = ncap;
+            }
         }
+        if (r->nslots < r->cap)
+            s = llm_slot_new(c, call, now);
+        else
+            snprintf(call->error, sizeof(call->error), "out of memory");
+        if (!s) {
+            r->failed++;
+            r->src->done(call, r->src->arg);
+            continue;
+        }
+        r->slots[r->nslots++] = s;
+    }
+    int64_t wake = now + 200;
+    for (size_t i = 0; i < r->nslots; i++) {
+        struct llm_slot *s = r->slots[i];
+        if (s->state != LLM_WAITING)
+            continue;
+        if (s->next_at <= now && r->active < c->cfg.llm_max_concurrency)
+            r->active += llm_slot_start(c, s, now);
+        else if (s->next_at > now && s->next_at < wake)
+            wake = s->next_at;
+    }
+    return wake;
+}
+
+/* Hands back finished calls one by one; after each, new calls are taken and started at once,
+ * so that a slow handler delays no other call's start by more than its own time. */
+static void llm_stream_hand_back(struct llm_stream_run *r)
+{
+    for (size_t i = 0; i < r->nslots;) {
+        struct llm_slot *s = r->slots[i];
+        if (s->state != LLM_DONE) {
+            i++;
+            continue;
+        }
+        r->failed += !s->call->ok;
+        struct pl_llm_call *call = s->call;
+        llm_slot_free(s);
+        r->slots[i] = r->slots[--r->nslots];
+        r->src->done(call, r->src->arg);
+        r->source_dry = false;
+        llm_stream_fill(r);
+        int running;
+        curl_multi_perform(r->c->multi, &running); /* send the new requests now */
+    }
+}
+
+size_t pl_llm_run_stream(struct pl_llm_client *c, const struct pl_llm_stream *src)
+{
+    pthread_mutex_lock(&c->lock);
+    struct llm_stream_run r = {.c = c, .src = src};
+    for (;;) {
+        int64_t wake = llm_stream_fill(&r);
+        if (r.nslots == 0)
+            break;
+        if (!pl_running) /* shutting down: fail what is left, callers retry later */
+            for (size_t i = 0; i < r.nslots; i++)
+                if (r.slots[i]->state != LLM_DONE) {
+                    if (r.slots[i]->state == LLM_RUNNING) {
+                        curl_multi_remove_handle(c->multi, r.slots[i]->easy);
+                        r.active--;
+                    }
+                    llm_slot_fail(r.slots[i], "shutting down");
+                }
         int running = 0;
         curl_multi_perform(c->multi, &running);
         int left;
         CURLMsg *m;
-        bool finished = false;
         while ((m = curl_multi_info_read(c->multi, &left))) {
             if (m->msg != CURLMSG_DONE)
                 continue;
@@ -494,26 +562,45 @@ size_t pl_llm_run(struct pl_llm_client *c, struct pl_llm_call *calls, size_t n)
             curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &s);
             CURLcode rc = m->data.result;
             curl_multi_remove_handle(c->multi, m->easy_handle);
-            active--;
+            r.active--;
             llm_slot_done(c, s, rc, pl_now_ms());
-            if (s->state == LLM_DONE)
-                pending--;
-            finished = true;
         }
-        if (!finished && pending > 0) {
-            long long wait = wake - pl_now_ms();
-            curl_multi_poll(c->multi, NULL, 0, wait < 1 ? 1 : (int)wait, NULL);
+        bool any_done = false;
+        for (size_t i = 0; i < r.nslots && !any_done; i++)
+            any_done = r.slots[i]->state == LLM_DONE;
+        if (any_done) {
+            llm_stream_hand_back(&r);
+            continue;
         }
+        long long wait = wake - pl_now_ms();
+        curl_multi_poll(c->multi, NULL, 0, wait < 1 ? 1 : (int)wait, NULL);
     }
-    for (size_t i = 0; i < n; i++) {
-        if (!calls[i].ok)
-            failed++;
-        if (slots[i].easy)
-            curl_easy_cleanup(slots[i].easy);
-        free(slots[i].body);
-        free(slots[i].reply);
-    }
-    free(slots);
+    free(r.slots);
     pthread_mutex_unlock(&c->lock);
-    return failed;
+    return r.failed;
+}
+
+/* pl_llm_run as a stream: the calls of an array, in order; nothing to do when one is done. */
+struct llm_array {
+    struct pl_llm_call *calls;
+    size_t n, next;
+};
+
+static struct pl_llm_call *llm_array_next(void *arg)
+{
+    struct llm_array *a = arg;
+    return a->next < a->n ? &a->calls[a->next++] : NULL;
+}
+
+static void llm_array_done(struct pl_llm_call *call, void *arg)
+{
+    (void)call;
+    (void)arg;
+}
+
+size_t pl_llm_run(struct pl_llm_client *c, struct pl_llm_call *calls, size_t n)
+{
+    struct llm_array a = {calls, n, 0};
+    struct pl_llm_stream src = {llm_array_next, llm_array_done, &a};
+    return pl_llm_run_stream(c, &src);
 }

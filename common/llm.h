@@ -58,6 +58,25 @@ const char *pl_llm_client_model(const struct pl_llm_client *c);
  */
 size_t pl_llm_run(struct pl_llm_client *c, struct pl_llm_call *calls, size_t n);
 
+/** A source of calls for pl_llm_run_stream. */
+struct pl_llm_stream {
+    /** The next call to run (its request filled), or NULL when there is none for now. */
+    struct pl_llm_call *(*next)(void *arg);
+    /** A call succeeded or gave up (see ok/error); the handler may make new calls available
+     *  to next(). It runs on the caller's thread while other calls are in flight. */
+    void (*done)(struct pl_llm_call *call, void *arg);
+    void *arg;
+};
+
+/**
+ * @brief Runs calls as src hands them out, at most llm.max_concurrency held at once (running
+ *        or waiting to retry), and returns when next() has nothing more and every call taken
+ *        was handed back to done(). Results of a call's earlier run are cleared first. One run
+ *        at a time per client.
+ * @returns the number of calls that failed.
+ */
+size_t pl_llm_run_stream(struct pl_llm_client *c, const struct pl_llm_stream *src);
+
 /** @brief Frees a call's result fields (the request part is the caller's). */
 void pl_llm_call_clear(struct pl_llm_call *call);
 

@@ -63,8 +63,12 @@ int pl_outbox_write(PGconn *conn, const char *topic, const char *key, const char
                     struct pl_pg_error *err)
 {
     const char *params[3] = {topic, key, payload_json};
-    return pl_pg_exec(conn, "INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3::jsonb)",
-                      3, params, err);
+    PGresult *res = pl_pg_query_prepared(
+        conn, "pl_outbox_write",
+        "INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3::jsonb)", 3, params, err);
+    int rc = res ? 0 : -1;
+    PQclear(res);
+    return rc;
 }
 
 static int relay_partitions(struct pl_outbox_relay *r, const char *topic)

@@ -33,11 +33,14 @@ static void pg_error_from_conn(PGconn *conn, const PGresult *res, struct pl_pg_e
 
 /* Server notices ("... already exists, skipping") are not errors: debug log only. */
 /* Named statements prepared on each connection: prepared on first use, forgotten when the
- * pool resets or closes the connection (a new session has none). */
+ * pool resets or closes the connection (a new session has none). A connection is known by its
+ * address and its backend's pid, so a connection opened outside the pool at the address of a
+ * closed one is not taken for it. */
 static struct {
     pthread_mutex_t lock;
     struct pg_prepared {
         const PGconn *conn;
+        int backend_pid;
         const char *name; /* a string literal of the caller */
     } * items;
     size_t n, cap;
@@ -48,7 +51,9 @@ static bool pg_prepared_has(const PGconn *conn, const char *name)
     bool found = false;
     pthread_mutex_lock(&pg_prepared.lock);
     for (size_t i = 0; i < pg_prepared.n && !found; i++)
-        found = pg_prepared.items[i].conn == conn && strcmp(pg_prepared.items[i].name, name) == 0;
+        found = pg_prepared.items[i].conn == conn &&
+                pg_prepared.items[i].backend_pid == PQbackendPID(conn) &&
+                strcmp(pg_prepared.items[i].name, name) == 0;
     pthread_mutex_unlock(&pg_prepared.lock);
     return found;
 }
@@ -65,7 +70,7 @@ static void pg_prepared_add(const PGconn *conn, const char *name)
         }
     }
     if (pg_prepared.n < pg_prepared.cap) /* else: prepared again next time, harmless */
-        pg_prepared.items[pg_prepared.n++] = (struct pg_prepared){conn, name};
+        pg_prepared.items[pg_prepared.n++] = (struct pg_prepared){conn, PQbackendPID(conn), name};
     pthread_mutex_unlock(&pg_prepared.lock);
 }
 

@@ -18,11 +18,12 @@ int pl_remediation_trace_load(PGconn *conn, const char *tenant_id, const char *p
 {
     memset(out, 0, sizeof(*out));
     const char *p[3] = {tenant_id, project_id, trace_id};
-    PGresult *res = pl_pg_query(conn,
-                                "SELECT coalesce(input::text, '\"\"'), model, output, latency_ms,"
-                                " eval::text, prompt_name"
-                                " FROM traces WHERE tenant_id = $1 AND project_id = $2 AND id = $3",
-                                3, p, err);
+    PGresult *res =
+        pl_pg_query_prepared(conn, "pl_remediation_trace_load",
+                             "SELECT coalesce(input::text, '\"\"'), model, output, latency_ms,"
+                             " eval::text, prompt_name"
+                             " FROM traces WHERE tenant_id = $1 AND project_id = $2 AND id = $3",
+                             3, p, err);
     if (!res)
         return -1;
     if (PQntuples(res) == 0) {

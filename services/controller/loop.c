@@ -3,18 +3,18 @@
 #include "action.h"
 #include "control.h"
 #include "failpoint.h"
-#include "killswitch.h"
 #include "log.h"
 #include "metrics.h"
 #include "remediate.h"
 #include "util.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* Steps on one trace within one delivery: far above what the gates allow (cascade depth 20). */
-#define CTL_MAX_ROUNDS 64
+#define CTL_MAX_STEPS 64
 
 /* Only one replica sweeps at a time: a session advisory lock on this key. */
 #define CTL_SWEEP_LOCK "7305117301"
@@ -39,7 +39,9 @@ struct ctl_trace {
     size_t *live; /* indices into pol of the policies the live loop uses, in priority order */
     struct pl_control_policy *plan;
     size_t nlive;
+    bool loaded; /* trace, rules and policies read (lazily, as the batch's calls start) */
     bool active; /* the loop may take another step in this delivery */
+    int steps;   /* steps taken in this delivery */
     /* the remediation in flight */
     int attempt;
     struct pl_control_next next;
@@ -82,8 +84,8 @@ static void ctl_trace_free(struct ctl_trace *tr)
 static int ctl_policies_load(PGconn *conn, struct ctl_trace *tr, struct pl_pg_error *err)
 {
     const char *p[3] = {tr->tenant_id, tr->project_id, tr->trace_id};
-    PGresult *res = pl_pg_query(
-        conn,
+    PGresult *res = pl_pg_query_prepared(
+        conn, "ctl_policies",
         "SELECT p.id, coalesce(p.rule_id::text, ''), p.action_type, p.action_params::text,"
         " p.max_retry_depth, p.max_cascade_depth, p.dry_run, p.rollout_pct,"
         " CASE WHEN p.trigger_type = 'eval_score' THEN p.rule_id IS NULL OR EXISTS ("
@@ -143,10 +145,9 @@ static int ctl_policies_load(PGconn *conn, struct ctl_trace *tr, struct pl_pg_er
     return 0;
 }
 
-/* Loads the trace, its rules and policies: 1 ready, 0 nothing to do (the trace is gone or no
- * policy applies), -1 with err. */
-static int ctl_trace_init(PGconn *conn, struct ctl_trace *tr, const char *tenant_id,
-                          const char *project_id, const char *trace_id, struct pl_pg_error *err)
+/* A trace of the batch, not loaded yet. */
+static int ctl_trace_new(struct ctl_trace *tr, const char *tenant_id, const char *project_id,
+                         const char *trace_id, struct pl_pg_error *err)
 {
     memset(tr, 0, sizeof(*tr));
     snprintf(tr->tenant_id, sizeof(tr->tenant_id), "%s", tenant_id);
@@ -155,14 +156,8 @@ static int ctl_trace_init(PGconn *conn, struct ctl_trace *tr, const char *tenant
         snprintf(err->message, sizeof(err->message), "out of memory");
         return -1;
     }
-    int found = pl_remediation_trace_load(conn, tenant_id, project_id, trace_id, &tr->t, err);
-    if (found <= 0)
-        return found;
-    if (ctl_policies_load(conn, tr, err) != 0 ||
-        pl_eval_rule_store_load(conn, tenant_id, project_id, &tr->rules, err) != 0)
-        return -1;
-    tr->active = tr->nlive > 0;
-    return 1;
+    tr->active = true; /* until loaded: then whether a live policy applies */
+    return 0;
 }
 
 /* {intended_action, action_params[, dry_run]}: what the policy asked for, as the payload. */
@@ -229,43 +224,77 @@ static int ctl_dry_runs(struct controller *c, PGconn *conn, struct ctl_trace *tr
     return 0;
 }
 
+/* Loads the trace, its rules and policies, and records the dry runs when asked: 0 (the loop
+ * is active when a live policy applies; a trace no longer stored has nothing to do), -1 with
+ * err. */
+static int ctl_trace_load(struct controller *c, PGconn *conn, struct ctl_trace *tr, bool dry_runs,
+                          struct pl_pg_error *err)
+{
+    tr->loaded = true;
+    tr->active = false;
+    int found =
+        pl_remediation_trace_load(conn, tr->tenant_id, tr->project_id, tr->trace_id, &tr->t, err);
+    if (found == 0)
+        pl_warn("controller: trace %s of project %s is not stored; nothing to remediate",
+                tr->trace_id, tr->project_id);
+    if (found <= 0)
+        return found;
+    if (ctl_policies_load(conn, tr, err) != 0 ||
+        pl_eval_rule_store_load(conn, tr->tenant_id, tr->project_id, &tr->rules, err) != 0 ||
+        (dry_runs && ctl_dry_runs(c, conn, tr, err) != 0))
+        return -1;
+    tr->active = tr->nlive > 0;
+    return 0;
+}
+
 /* The stored steps of the live loop, in order, as indices into tr->live (a step of a policy
- * no longer in the loop maps past its end, which ends the loop). *waiting: a step is kept
- * `pending` (the sweeper runs it). *attempt: the next step's number. */
+ * no longer in the loop maps past its end, which ends the loop), read with the tenant's kill
+ * switch in one round trip. *waiting: a step is kept `pending` (the sweeper runs it).
+ * *attempt: the next step's number. */
 static int ctl_history(PGconn *conn, struct ctl_trace *tr, struct pl_control_step **out,
-                       size_t *nout, int *attempt, bool *waiting, struct pl_pg_error *err)
+                       size_t *nout, int *attempt, bool *waiting, bool *killed,
+                       struct pl_pg_error *err)
 {
     const char *p[3] = {tr->tenant_id, tr->project_id, tr->trace_id};
-    PGresult *res = pl_pg_query(
-        conn,
-        "SELECT policy_id, action_type, status, coalesce((result ->> 'passed')::boolean, false),"
-        " attempt FROM control_actions WHERE tenant_id = $1 AND project_id = $2"
-        " AND trace_id = $3 AND policy_id IS NOT NULL AND status <> 'dry_run'"
-        " ORDER BY attempt, created_at, id",
+    PGresult *res = pl_pg_query_prepared(
+        conn, "ctl_history",
+        "SELECT k.active, a.policy_id, a.action_type, a.status, a.passed, a.attempt"
+        " FROM (SELECT coalesce((SELECT active FROM control_killswitch WHERE tenant_id = $1),"
+        "   false) AS active) k"
+        " LEFT JOIN LATERAL (SELECT policy_id, action_type, status,"
+        "   coalesce((result ->> 'passed')::boolean, false) AS passed, attempt, created_at, id"
+        "   FROM control_actions WHERE tenant_id = $1 AND project_id = $2 AND trace_id = $3"
+        "   AND policy_id IS NOT NULL AND status <> 'dry_run') a ON true"
+        " ORDER BY a.attempt, a.created_at, a.id",
         3, p, err);
     if (!res)
         return -1;
-    size_t n = (size_t)PQntuples(res);
-    struct pl_control_step *h = calloc(n + 1, sizeof(*h));
+    size_t rows = (size_t)PQntuples(res);
+    struct pl_control_step *h = calloc(rows + 1, sizeof(*h));
     if (!h) {
         PQclear(res);
         snprintf(err->message, sizeof(err->message), "out of memory");
         return -1;
     }
+    *killed = rows > 0 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
     *waiting = false;
     *attempt = 1;
-    for (size_t i = 0; i < n; i++) {
+    size_t n = 0;
+    for (size_t i = 0; i < rows; i++) {
         int row = (int)i;
-        h[i].policy = tr->nlive;
+        if (PQgetisnull(res, row, 1)) /* the kill switch's row alone: no step yet */
+            continue;
+        struct pl_control_step *st = &h[n++];
+        st->policy = tr->nlive;
         for (size_t k = 0; k < tr->nlive; k++)
-            if (strcmp(tr->pol[tr->live[k]].id, PQgetvalue(res, row, 0)) == 0)
-                h[i].policy = k;
-        if (pl_action_kind_parse(PQgetvalue(res, row, 1), &h[i].kind) != 0)
-            h[i].kind = PL_ACTION_BLOCK;
-        const char *status = PQgetvalue(res, row, 2);
+            if (strcmp(tr->pol[tr->live[k]].id, PQgetvalue(res, row, 1)) == 0)
+                st->policy = k;
+        if (pl_action_kind_parse(PQgetvalue(res, row, 2), &st->kind) != 0)
+            st->kind = PL_ACTION_BLOCK;
+        const char *status = PQgetvalue(res, row, 3);
         *waiting = *waiting || strcmp(status, "pending") == 0;
-        h[i].passed = strcmp(status, "executed") == 0 && strcmp(PQgetvalue(res, row, 3), "t") == 0;
-        *attempt = (int)pl_pg_getll(res, row, 4) + 1;
+        st->passed = strcmp(status, "executed") == 0 && strcmp(PQgetvalue(res, row, 4), "t") == 0;
+        *attempt = (int)pl_pg_getll(res, row, 5) + 1;
     }
     PQclear(res);
     *out = h;
@@ -281,8 +310,8 @@ static int ctl_step(struct controller *c, PGconn *conn, struct ctl_trace *tr,
 {
     struct pl_control_step *h = NULL;
     size_t nh = 0;
-    bool waiting, killed = false;
-    if (ctl_history(conn, tr, &h, &nh, &tr->attempt, &waiting, err) != 0)
+    bool waiting, killed;
+    if (ctl_history(conn, tr, &h, &nh, &tr->attempt, &waiting, &killed, err) != 0)
         return -1;
     bool more = !waiting && pl_control_plan(tr->plan, tr->nlive, h, nh, &tr->next);
     free(h);
@@ -290,8 +319,6 @@ static int ctl_step(struct controller *c, PGconn *conn, struct ctl_trace *tr,
         tr->active = false;
         return 0;
     }
-    if (pl_killswitch_get(conn, tr->tenant_id, &killed, err) != 0)
-        return -1;
     const struct ctl_policy *cp = &tr->pol[tr->live[tr->next.policy]];
     const struct pl_gate_decision *g = &tr->next.gate;
     if (killed) { /* recorded as planned, run by the sweeper after `disable` */
@@ -325,6 +352,11 @@ static int ctl_step(struct controller *c, PGconn *conn, struct ctl_trace *tr,
 static int ctl_step_done(struct controller *c, PGconn *conn, struct ctl_trace *tr,
                          struct pl_pg_error *err)
 {
+    if (!tr->rem.call.ok && !pl_running) { /* cut short: not a step, run it after restart */
+        snprintf(err->message, sizeof(err->message), "shutting down");
+        err->sqlstate[0] = '\0';
+        return -1;
+    }
     bool passed;
     const struct ctl_policy *cp = &tr->pol[tr->live[tr->next.policy]];
     char *result = pl_remediation_result(&tr->t, &tr->rules, &tr->rem, &passed);
@@ -380,29 +412,86 @@ static int ctl_call_all(struct pl_llm_client *llm, struct ctl_trace *trs, size_t
     return 0;
 }
 
-/* Runs the loops of n traces together, round by round: each round takes one step on every
- * trace still active, with the LLM calls of the round running concurrently. */
+/* The loops of a batch as a stream of LLM calls: a trace's next step is planned (and any
+ * step without a call stored) as soon as its previous call is stored, while the other calls
+ * are still in flight, so database work overlaps the LLM's latency. */
+struct ctl_stream {
+    struct controller *c;
+    PGconn *conn;
+    struct ctl_trace *trs;
+    size_t n;
+    size_t *ready; /* ring of traces whose prepared call waits to start (each at most once) */
+    size_t head, count;
+    size_t started; /* traces [0, started) have been advanced once */
+    int rc;
+    struct pl_pg_error *err;
+};
+
+/* Takes steps on trace i until it needs a call (queued) or its loop is over for now. */
+static int ctl_advance(struct ctl_stream *st, size_t i)
+{
+    struct ctl_trace *tr = &st->trs[i];
+    if (!tr->loaded && ctl_trace_load(st->c, st->conn, tr, true, st->err) != 0)
+        return -1;
+    while (tr->active && !tr->calling) {
+        if (tr->steps++ >= CTL_MAX_STEPS) {
+            pl_warn("controller: trace %s took %d steps in one delivery; the rest waits for the"
+                    " next",
+                    tr->trace_id, CTL_MAX_STEPS);
+            tr->active = false;
+            break;
+        }
+        if (ctl_step(st->c, st->conn, tr, st->err) != 0)
+            return -1;
+    }
+    if (tr->calling)
+        st->ready[(st->head + st->count++) % st->n] = i;
+    return 0;
+}
+
+static struct pl_llm_call *ctl_stream_next(void *arg)
+{
+    struct ctl_stream *st = arg;
+    /* start further traces only when no call is waiting: loading overlaps calls in flight */
+    while (st->rc == 0 && st->count == 0 && st->started < st->n)
+        if (ctl_advance(st, st->started++) != 0)
+            st->rc = -1;
+    if (st->rc != 0 || st->count == 0)
+        return NULL;
+    size_t i = st->ready[st->head];
+    st->head = (st->head + 1) % st->n;
+    st->count--;
+    return &st->trs[i].rem.call;
+}
+
+static void ctl_stream_done(struct pl_llm_call *call, void *arg)
+{
+    struct ctl_stream *st = arg;
+    pl_metric_add(m_calls, 1);
+    if (st->rc != 0)
+        return; /* the batch failed: it is delivered again */
+    struct ctl_trace *tr =
+        (struct ctl_trace *)(void *)((char *)call - offsetof(struct ctl_trace, rem.call));
+    if (ctl_step_done(st->c, st->conn, tr, st->err) != 0 ||
+        ctl_advance(st, (size_t)(tr - st->trs)) != 0)
+        st->rc = -1;
+}
+
+/* Runs the loops of n traces together, their LLM calls concurrently on llm. */
 static int ctl_run(struct controller *c, struct pl_llm_client *llm, PGconn *conn,
                    struct ctl_trace *trs, size_t n, struct pl_pg_error *err)
 {
-    for (int round = 0; round < CTL_MAX_ROUNDS; round++) {
-        size_t nactive = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (trs[i].active && ctl_step(c, conn, &trs[i], err) != 0)
-                return -1;
-            nactive += trs[i].active;
-        }
-        if (nactive == 0)
-            return 0;
-        if (ctl_call_all(llm, trs, n, err) != 0)
-            return -1;
-        for (size_t i = 0; i < n; i++)
-            if (trs[i].calling && ctl_step_done(c, conn, &trs[i], err) != 0)
-                return -1;
+    if (n == 0)
+        return 0;
+    struct ctl_stream st = {c, conn, trs, n, calloc(n, sizeof(size_t)), 0, 0, 0, 0, err};
+    if (!st.ready) {
+        snprintf(err->message, sizeof(err->message), "out of memory");
+        return -1;
     }
-    pl_warn("controller: a loop took %d steps in one delivery; the rest waits for the next",
-            CTL_MAX_ROUNDS);
-    return 0;
+    struct pl_llm_stream src = {ctl_stream_next, ctl_stream_done, &st};
+    pl_llm_run_stream(llm, &src);
+    free(st.ready);
+    return st.rc;
 }
 
 enum pl_handle_result pl_controller_handle(struct pl_service *svc, struct pl_worker_item *items,
@@ -444,17 +533,10 @@ enum pl_handle_result pl_controller_handle(struct pl_service *svc, struct pl_wor
         json_object_object_get_ex(evs[i], "tenant_id", &tenant);
         json_object_object_get_ex(evs[i], "project_id", &project);
         json_object_object_get_ex(evs[i], "trace_id", &trace);
-        int rc =
-            ctl_trace_init(conn, &trs[nt], json_object_get_string(tenant),
-                           json_object_get_string(project), json_object_get_string(trace), &err);
-        if (rc < 0 || (rc > 0 && ctl_dry_runs(c, conn, &trs[nt], &err) != 0)) {
-            nt++;
+        if (ctl_trace_new(&trs[nt++], json_object_get_string(tenant),
+                          json_object_get_string(project), json_object_get_string(trace),
+                          &err) != 0)
             goto out;
-        }
-        if (rc == 0)
-            pl_warn("controller: trace %s of project %s is not stored; nothing to remediate",
-                    json_object_get_string(trace), json_object_get_string(project));
-        nt++;
     }
     if (ctl_run(c, c->llm, conn, trs, nt, &err) != 0)
         goto out;
@@ -576,11 +658,12 @@ static int ctl_sweep_pending(struct controller *c, PGconn *conn, struct pl_pg_er
     int rc = trs ? 0 : -1;
     for (size_t i = 0; i < n && rc == 0; i++, nt++) {
         int row = (int)i;
-        int found = ctl_trace_init(conn, &trs[i], PQgetvalue(res, row, 1), PQgetvalue(res, row, 2),
-                                   PQgetvalue(res, row, 3), err);
-        if (found < 0 || (found > 0 && ctl_pending_start(c, conn, &trs[i], PQgetvalue(res, row, 0),
-                                                         PQgetvalue(res, row, 4),
-                                                         PQgetvalue(res, row, 5), err) != 0))
+        if (ctl_trace_new(&trs[i], PQgetvalue(res, row, 1), PQgetvalue(res, row, 2),
+                          PQgetvalue(res, row, 3), err) != 0 ||
+            ctl_trace_load(c, conn, &trs[i], false, err) != 0 ||
+            (trs[i].t.trace_id &&
+             ctl_pending_start(c, conn, &trs[i], PQgetvalue(res, row, 0), PQgetvalue(res, row, 4),
+                               PQgetvalue(res, row, 5), err) != 0))
             rc = -1;
     }
     if (rc == 0)
@@ -588,6 +671,10 @@ static int ctl_sweep_pending(struct controller *c, PGconn *conn, struct pl_pg_er
     for (size_t i = 0; i < nt && rc == 0; i++) {
         if (!trs[i].calling)
             continue;
+        if (!trs[i].rem.call.ok && !pl_running) { /* cut short: it stays pending */
+            rc = -1;
+            break;
+        }
         bool passed;
         char *result = pl_remediation_result(&trs[i].t, &trs[i].rules, &trs[i].rem, &passed);
         rc = result ? ctl_pending_done(c, conn, &trs[i], PQgetvalue(res, (int)i, 0),

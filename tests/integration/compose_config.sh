@@ -20,7 +20,7 @@ services="$(docker-compose -f compose.yaml config --services)" \
   || fail "docker-compose config --services failed"
 
 missing=()
-for want in kafka postgres migrate api detector differ abharness monitor; do
+for want in kafka postgres migrate api detector differ abharness monitor controller; do
   grep -qx -- "$want" <<<"$services" || missing+=("$want")
 done
 ((${#missing[@]} == 0)) || fail "services missing from compose.yaml: ${missing[*]}"

@@ -394,6 +394,36 @@ static void test_kill9_resume(void **state)
     ctl_env_free(&e);
 }
 
+/* A controller that dies after a call returned, before its step is stored (failpoint
+ * controller_before_store), repeats exactly that call after its restart, and no other. */
+static void test_crash_before_store(void **state)
+{
+    (void)state;
+    struct ctl_env e;
+    ctl_env_new(&e, 0, "0");
+    itest_service_stop(e.controller);
+    const char *crash_env[8];
+    for (int i = 0; i < 5; i++)
+        crash_env[i] = e.envp[i];
+    crash_env[5] = "PL_FAILPOINT=controller_before_store";
+    crash_env[6] = NULL;
+    e.controller = itest_service_start("pl-controller", e.group, crash_env, e.log);
+    ctl_policy(&e, "retry", "{}", 10, 2, 5, false, 100, NULL);
+    ctl_trace(&e, "tr-fp");
+    ctl_failure(&e, "tr-fp");
+    int st = itest_wait(e.controller, 20000);
+    assert_true(st >= 0 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    ctl_expect(&e, "SELECT count(*) FROM control_actions WHERE trace_id = $1 AND project_id = $2",
+               "tr-fp", "0");
+    assert_int_equal(ctl_sim_requests(&e), 1);
+    e.controller = itest_service_start("pl-controller", e.group, e.envp, e.log);
+    ctl_expect_steps(&e, "tr-fp",
+                     "retry:executed,retry:executed,escalate:pending_approval:"
+                     "retry_threshold_exceeded");
+    assert_int_equal(ctl_sim_requests(&e), 3); /* two stored steps and the one lost */
+    ctl_env_free(&e);
+}
+
 /* An escalation pending longer than the project's hitl_timeout_s is rejected: timeout. */
 static void test_hitl_timeout(void **state)
 {
@@ -474,7 +504,7 @@ int main(void)
         cmocka_unit_test(test_passing_stops),      cmocka_unit_test(test_dry_run_and_rollout),
         cmocka_unit_test(test_kill_switch),        cmocka_unit_test(test_llm_failure),
         cmocka_unit_test(test_kill9_resume),       cmocka_unit_test(test_hitl_timeout),
-        cmocka_unit_test(test_detector_publishes),
+        cmocka_unit_test(test_crash_before_store), cmocka_unit_test(test_detector_publishes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
