@@ -212,9 +212,15 @@ static void test_retry_depth(void **state)
     assert_int_equal(json_object_array_length(v), 3); /* the fresh one and two remediations */
     itest_response_free(&r);
 
-    /* replay: the same failure again, after the loop ended */
+    /* replay: the same failure again, after the loop ended, and the whole topic from the
+     * start by a controller of a new group */
     ctl_failure(&e, "tr-retry");
     assert_true(itest_group_caught_up(e.group, e.topic, 20000));
+    char group2[80], log2[128];
+    snprintf(group2, sizeof(group2), "%s-replay", e.group);
+    pid_t replayer = itest_service_start("pl-controller", group2, e.envp, log2);
+    assert_true(itest_group_caught_up(group2, e.topic, 20000));
+    itest_service_stop(replayer);
     ctl_expect_steps(&e, "tr-retry",
                      "retry:executed,retry:executed,escalate:pending_approval:"
                      "retry_threshold_exceeded");
