@@ -197,6 +197,13 @@ static void test_retry_depth(void **state)
                " FROM control_actions WHERE trace_id = $1 AND project_id = $2"
                " AND action_type = 'retry'",
                "tr-retry", "gpt-app:false:remediation:false,gpt-app:false:remediation:false");
+    /* control_loop_depth after each step: 1, 2, and the escalation does not count */
+    ctl_expect(&e,
+               "SELECT string_agg(d::text, ',' ORDER BY attempt) FROM (SELECT attempt,"
+               " count(*) FILTER (WHERE action_type = 'retry' AND status = 'executed')"
+               " OVER (ORDER BY attempt) AS d FROM control_actions WHERE trace_id = $1"
+               " AND project_id = $2) x",
+               "tr-retry", "1,2,2");
     assert_int_equal(ctl_sim_requests(&e), 2);
 
     char path[160];
