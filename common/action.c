@@ -253,9 +253,17 @@ enum pl_transition_result pl_action_transition(PGconn *conn, const struct pl_act
         return r;
     }
     const char *actor = ch->actor_id ? ch->actor_id : pl_action_actor_name(ch->actor);
+    const char *q[3] = {ch->requeue_topic, ch->action_id, ch->tenant_id};
     if (action_announce(conn, ch->tenant_id, ch->action_id, PQgetvalue(res, 0, 1),
                         PQgetvalue(res, 0, 0), to, PQgetvalue(res, 0, 2), actor, ch->reason,
                         ch->events_topic, err) != 0 ||
+        (ch->requeue_topic &&
+         pl_pg_exec(conn,
+                    "INSERT INTO outbox (topic, key, payload) SELECT $1, trace_id,"
+                    " jsonb_build_object('schema_version', 1, 'tenant_id', tenant_id,"
+                    "   'project_id', project_id, 'trace_id', trace_id)"
+                    " FROM control_actions WHERE id = $2 AND tenant_id = $3",
+                    3, q, err) != 0) ||
         pl_pg_exec(conn, "COMMIT", 0, NULL, err) != 0) {
         PQclear(res);
         return action_fail(conn);
@@ -264,4 +272,32 @@ enum pl_transition_result pl_action_transition(PGconn *conn, const struct pl_act
         *row_json = strdup(PQgetvalue(res, 0, 2));
     PQclear(res);
     return PL_TRANSITION_OK;
+}
+
+/* The advisory-lock key of a claim: its own namespace per kind, so an action id and a trace
+ * never share a lock. */
+static const char *const action_claim_sql[2][2] = {
+    {"SELECT pg_try_advisory_lock(hashtextextended('action:' || $1, 11))",
+     "SELECT pg_advisory_unlock(hashtextextended('action:' || $1, 11))"},
+    {"SELECT pg_try_advisory_lock(hashtextextended('trace:' || $1, 11))",
+     "SELECT pg_advisory_unlock(hashtextextended('trace:' || $1, 11))"},
+};
+
+int pl_action_claim(PGconn *conn, enum pl_action_claim_kind kind, const char *key,
+                    struct pl_pg_error *err)
+{
+    const char *p[1] = {key};
+    PGresult *res = pl_pg_query(conn, action_claim_sql[kind][0], 1, p, err);
+    if (!res)
+        return -1;
+    int claimed = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    return claimed;
+}
+
+void pl_action_unclaim(PGconn *conn, enum pl_action_claim_kind kind, const char *key)
+{
+    const char *p[1] = {key};
+    struct pl_pg_error ignored;
+    pl_pg_exec(conn, action_claim_sql[kind][1], 1, p, &ignored);
 }

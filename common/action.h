@@ -75,6 +75,9 @@ struct pl_action_change {
     const char *result_json; /* NULL keeps it */
     const char *reason;      /* recorded in the audit entry (reject, timeout) */
     const char *events_topic;
+    /* When set: also, in the same transaction, a failure event on this topic for the
+     * action's trace, so the controller goes on with the trace's loop (a kept step run). */
+    const char *requeue_topic;
 };
 
 /**
@@ -85,5 +88,23 @@ struct pl_action_change {
 enum pl_transition_result pl_action_transition(PGconn *conn, const struct pl_action_change *ch,
                                                char **row_json, char *current,
                                                struct pl_pg_error *err);
+
+/** What a claim is taken on: one action, or one trace of a project. */
+enum pl_action_claim_kind { PL_CLAIM_ACTION, PL_CLAIM_TRACE };
+
+/**
+ * @brief Claims an action (or a trace) for a decision that calls the LLM before its guarded
+ *        transition (approve; execute on a trace), so that two decisions never both run the
+ *        executor: a session advisory lock on conn, held until pl_action_unclaim (or until the
+ *        connection closes). Reject and the HITL timeout claim too, so they cannot win while an
+ *        approval's executor runs.
+ * @param key the action id, or "<project_id>/<trace_id>".
+ * @returns 1 claimed, 0 someone else holds it, -1 with err.
+ */
+int pl_action_claim(PGconn *conn, enum pl_action_claim_kind kind, const char *key,
+                    struct pl_pg_error *err);
+
+/** @brief Releases a claim taken by pl_action_claim on the same connection. */
+void pl_action_unclaim(PGconn *conn, enum pl_action_claim_kind kind, const char *key);
 
 #endif

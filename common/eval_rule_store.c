@@ -87,11 +87,11 @@ int pl_eval_rule_store_load(PGconn *conn, const char *tenant_id, const char *pro
     memset(out, 0, sizeof(*out));
     const char *p[2] = {tenant_id, project_id};
     PGresult *res =
-        pl_pg_query(conn,
-                    "SELECT metric_name, evaluator_type, config::text, id FROM eval_rules"
-                    " WHERE tenant_id = $1 AND project_id = $2 AND enabled"
-                    " ORDER BY created_at, id",
-                    2, p, err);
+        pl_pg_query_prepared(conn, "pl_eval_rule_store_load",
+                             "SELECT metric_name, evaluator_type, config::text, id FROM eval_rules"
+                             " WHERE tenant_id = $1 AND project_id = $2 AND enabled"
+                             " ORDER BY created_at, id",
+                             2, p, err);
     if (!res)
         return -1;
     int n = PQntuples(res);

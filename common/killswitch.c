@@ -8,10 +8,10 @@
 int pl_killswitch_get(PGconn *conn, const char *tenant_id, bool *active, struct pl_pg_error *err)
 {
     const char *p[1] = {tenant_id};
-    PGresult *res = pl_pg_query(conn,
-                                "SELECT coalesce((SELECT active FROM control_killswitch"
-                                " WHERE tenant_id = $1), false)",
-                                1, p, err);
+    PGresult *res = pl_pg_query_prepared(conn, "pl_killswitch_get",
+                                         "SELECT coalesce((SELECT active FROM control_killswitch"
+                                         " WHERE tenant_id = $1), false)",
+                                         1, p, err);
     if (!res)
         return -1;
     *active = strcmp(PQgetvalue(res, 0, 0), "t") == 0;

@@ -473,6 +473,17 @@ static int64_t llm_stream_fill(struct llm_stream_run *r)
 {
     struct pl_llm_client *c = r->c;
     int64_t now = pl_now_ms();
+    while (!r->source_dry && !pl_running) { /* shutting down: what is left fails at once */
+        struct pl_llm_call *call = r->src->next(r->src->arg);
+        if (!call) {
+            r->source_dry = true;
+            break;
+        }
+        pl_llm_call_clear(call);
+        snprintf(call->error, sizeof(call->error), "shutting down");
+        r->failed++;
+        r->src->done(call, r->src->arg);
+    }
     while (!r->source_dry && pl_running && r->nslots < (size_t)c->cfg.llm_max_concurrency) {
         struct pl_llm_call *call = r->src->next(r->src->arg);
         if (!call) {

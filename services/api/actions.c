@@ -146,6 +146,34 @@ static json_object *actions_reject_body(struct pl_http_request *req, struct pl_h
     return body;
 }
 
+/* How long a rejection waits for another decision on the same action to finish. */
+#define ACTIONS_DECISION_WAIT_MS 1000
+
+int api_claim_decision(PGconn *conn, const char *tenant_id, const char *id, char current[24],
+                       struct pl_pg_error *err)
+{
+    current[0] = '\0';
+    int64_t deadline = pl_now_ms() + ACTIONS_DECISION_WAIT_MS;
+    for (;;) {
+        int claimed = pl_action_claim(conn, PL_CLAIM_ACTION, id, err);
+        if (claimed != 0)
+            return claimed;
+        char *status = NULL;
+        const char *p[2] = {id, tenant_id};
+        if (pl_pg_query_text(conn,
+                             "SELECT status FROM control_actions WHERE id = $1 AND tenant_id = $2",
+                             2, p, &status, err) < 0)
+            return -1;
+        bool decided = status && strcmp(status, "pending_approval") != 0;
+        if (decided)
+            snprintf(current, 24, "%s", status);
+        free(status);
+        if (decided || pl_now_ms() >= deadline)
+            return 0;
+        pl_sleep_ms(10);
+    }
+}
+
 void api_actions_reject(struct pl_http_request *req, struct pl_http_response *res)
 {
     struct pl_principal who;
@@ -184,8 +212,21 @@ void api_actions_reject(struct pl_http_request *req, struct pl_http_response *re
         goto out;
     struct pl_pg_error err;
     char *json = NULL, current[24] = "";
-    enum pl_transition_result r = pl_action_transition(conn, &ch, &json, current, &err);
+    /* Another decision holds the claim: a rejection is done in milliseconds, so wait a
+     * little for it and then answer with the status it left; an approval whose executor runs
+     * keeps the claim longer, and the rejection loses to it. */
+    int claimed = api_claim_decision(conn, who.tenant_id, id, current, &err);
+    enum pl_transition_result r =
+        claimed > 0 ? pl_action_transition(conn, &ch, &json, current, &err) : PL_TRANSITION_ERROR;
+    if (claimed > 0)
+        pl_action_unclaim(conn, PL_CLAIM_ACTION, id);
     api_db_release(req, conn);
+    if (claimed == 0 && current[0]) {
+        r = PL_TRANSITION_CONFLICT;
+    } else if (claimed == 0) {
+        pl_http_json(res, 409, api_decision_busy());
+        goto out;
+    }
     switch (r) {
     case PL_TRANSITION_OK:
         pl_info("action %s rejected by %s", id, actor);
@@ -240,4 +281,15 @@ void api_traces_get(struct pl_http_request *req, struct pl_http_response *res)
         pl_http_error(res, 404, "trace not found");
     else
         api_json_owned(res, 200, json);
+}
+
+json_object *api_decision_busy(void)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(
+        o, "error",
+        json_object_new_string("another decision on the action is in progress (an approval's"
+                               " executor is running)"));
+    json_object_object_add(o, "status", json_object_new_string("pending_approval"));
+    return o;
 }

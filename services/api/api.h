@@ -63,6 +63,18 @@ void api_db_error(struct pl_http_response *res, const struct pl_pg_error *err);
 /** @brief Sets res to the JSON text (taken over and freed) with status. */
 void api_json_owned(struct pl_http_response *res, int status, char *json);
 
+/**
+ * @brief Claims an escalation for a decision (approve, reject): 1 claimed; 0 when another
+ *        decision holds the claim — with the status it left in current when it ended within a
+ *        second, or current empty when it still runs (an approval's executor); -1 with err.
+ */
+int api_claim_decision(PGconn *conn, const char *tenant_id, const char *id, char current[24],
+                       struct pl_pg_error *err);
+
+/** @brief The 409 body when another decision on an escalation is in progress (approve's
+ *         executor is running): {error, status: "pending_approval"} (caller owns it). */
+json_object *api_decision_busy(void);
+
 /** @brief Actor id for audit and approved_by: "key:<uuid>". */
 void api_actor(const struct pl_principal *who, char *buf, size_t bufsz);
 

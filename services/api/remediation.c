@@ -14,9 +14,32 @@
 #include "util.h"
 
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Requests running the executor at once. Each holds a pooled connection (and its claim) for
+ * the LLM call, so at most half the pool may be busy with them; the rest answers 503. */
+static atomic_int remediation_running;
+
+static bool remediation_enter(struct pl_http_request *req, struct pl_http_response *res)
+{
+    struct pl_service *svc = req->user;
+    int cap = svc->cfg.pg_pool_size / 2 > 0 ? svc->cfg.pg_pool_size / 2 : 1;
+    if (atomic_fetch_add(&remediation_running, 1) >= cap) {
+        atomic_fetch_sub(&remediation_running, 1);
+        snprintf(res->retry_after, sizeof(res->retry_after), "1");
+        pl_http_error(res, 503, "too many remediations in progress; retry later");
+        return false;
+    }
+    return true;
+}
+
+static void remediation_leave(void)
+{
+    atomic_fetch_sub(&remediation_running, 1);
+}
 
 /* The gates' depths of an action taken through the API: the policy defaults. */
 #define EXECUTE_MAX_RETRY_DEPTH   3
@@ -68,8 +91,13 @@ static char *remediation_run(struct pl_http_request *req, struct pl_http_respons
         bool passed;
         result =
             pl_remediation_execute(conn, llm, &t, &rules, kind, params, executed, &passed, &err);
-        if (!result)
+        if (!result) {
             api_db_error(res, &err);
+        } else if (!*executed && !pl_running) { /* cut short by shutdown: not a step */
+            free(result);
+            result = NULL;
+            pl_http_error(res, 503, "shutting down");
+        }
     }
     pl_llm_client_free(llm);
     pl_rule_set_free(&rules);
@@ -211,9 +239,23 @@ void api_control_execute(struct pl_http_request *req, struct pl_http_response *r
     struct pl_service *svc = req->user;
     struct pl_pg_error err;
     char *result = NULL, *payload = execute_payload(kind, params), *json = NULL;
-    PGconn *conn = api_db(req, res);
-    if (!conn || !remediation_switch_off(conn, who.tenant_id, res))
+    char claim[PL_TRACE_ID_MAX + 40];
+    snprintf(claim, sizeof(claim), "%s/%s", project, trace);
+    bool entered = false;
+    int claimed = 0;
+    PGconn *conn = NULL;
+    if (!(entered = remediation_enter(req, res)) || !(conn = api_db(req, res)) ||
+        !remediation_switch_off(conn, who.tenant_id, res))
         goto out;
+    /* the gates count and the action is stored under one claim on the trace, so two
+     * concurrent executes cannot both pass a gate that admits one */
+    if ((claimed = pl_action_claim(conn, PL_CLAIM_TRACE, claim, &err)) <= 0) {
+        if (claimed == 0)
+            pl_http_error(res, 409, "another action is running on this trace; retry later");
+        else
+            api_db_error(res, &err);
+        goto out;
+    }
     struct pl_remediation_trace t;
     int rc = pl_remediation_trace_load(conn, who.tenant_id, project, trace, &t, &err);
     pl_remediation_trace_free(&t);
@@ -274,8 +316,12 @@ void api_control_execute(struct pl_http_request *req, struct pl_http_response *r
             pl_action_status_name(status), actor);
     api_json_owned(res, 201, json);
 out:
+    if (claimed > 0)
+        pl_action_unclaim(conn, PL_CLAIM_TRACE, claim);
     if (conn)
         api_db_release(req, conn);
+    if (entered)
+        remediation_leave();
     free(result);
     free(payload);
     json_object_put(params);
@@ -343,13 +389,29 @@ void api_actions_approve(struct pl_http_request *req, struct pl_http_response *r
     }
     json_object_put(body);
     struct pl_service *svc = req->user;
-    struct approve_target a;
+    struct approve_target a = {0};
     struct pl_pg_error err;
     char actor[48], *result = NULL, *json = NULL, current[24] = "";
     api_actor(&who, actor, sizeof(actor));
-    PGconn *conn = api_db(req, res);
-    if (!conn)
+    if (!remediation_enter(req, res))
         return;
+    PGconn *conn = api_db(req, res);
+    if (!conn) {
+        remediation_leave();
+        return;
+    }
+    /* claimed before the status is read, so the executor runs for one decision only: a
+     * concurrent approve, reject or timeout finds the claim taken and loses */
+    int claimed = api_claim_decision(conn, who.tenant_id, id, current, &err);
+    if (claimed <= 0) {
+        if (claimed < 0)
+            api_db_error(res, &err);
+        else if (current[0])
+            approve_conflict(res, current);
+        else
+            pl_http_json(res, 409, api_decision_busy());
+        goto out;
+    }
     int found = approve_load(conn, who.tenant_id, id, &a, &err);
     if (found <= 0) {
         if (found == 0)
@@ -407,7 +469,10 @@ void api_actions_approve(struct pl_http_request *req, struct pl_http_response *r
         break;
     }
 out:
+    if (claimed > 0)
+        pl_action_unclaim(conn, PL_CLAIM_ACTION, id);
     api_db_release(req, conn);
+    remediation_leave();
     free(a.trace_id);
     json_object_put(a.params);
     free(result);

@@ -3,6 +3,7 @@
 #include "action.h"
 #include "control.h"
 #include "failpoint.h"
+#include "killswitch.h"
 #include "log.h"
 #include "metrics.h"
 #include "remediate.h"
@@ -15,6 +16,9 @@
 
 /* Steps on one trace within one delivery: far above what the gates allow (cascade depth 20). */
 #define CTL_MAX_STEPS 64
+
+/* A call waiting longer than this for a slot reads the kill switch again before it starts. */
+#define CTL_KILLSWITCH_RECHECK_MS 20
 
 /* Only one replica sweeps at a time: a session advisory lock on this key. */
 #define CTL_SWEEP_LOCK "7305117301"
@@ -47,6 +51,7 @@ struct ctl_trace {
     struct pl_control_next next;
     struct pl_remediation rem;
     bool calling;
+    int64_t planned_at; /* when the call in flight was planned (the kill switch read) */
 };
 
 static struct pl_metric *m_steps, *m_calls, *m_passed;
@@ -247,10 +252,11 @@ static int ctl_trace_load(struct controller *c, PGconn *conn, struct ctl_trace *
     return 0;
 }
 
-/* The stored steps of the live loop, in order, as indices into tr->live (a step of a policy
- * no longer in the loop maps past its end, which ends the loop), read with the tenant's kill
- * switch in one round trip. *waiting: a step is kept `pending` (the sweeper runs it).
- * *attempt: the next step's number. */
+/* The stored steps on the trace, in order, as indices into tr->live, read with the tenant's
+ * kill switch in one round trip. An action taken through the API, or one of a policy no longer
+ * in the loop, maps past the end: as the last step it ends the loop (a person took over), and
+ * every remediation counts for the cascade gate. *waiting: a step is kept `pending` (the sweeper
+ * runs it). *attempt: the next step's number. */
 static int ctl_history(PGconn *conn, struct ctl_trace *tr, struct pl_control_step **out,
                        size_t *nout, int *attempt, bool *waiting, bool *killed,
                        struct pl_pg_error *err)
@@ -264,7 +270,7 @@ static int ctl_history(PGconn *conn, struct ctl_trace *tr, struct pl_control_ste
         " LEFT JOIN LATERAL (SELECT policy_id, action_type, status,"
         "   coalesce((result ->> 'passed')::boolean, false) AS passed, attempt, created_at, id"
         "   FROM control_actions WHERE tenant_id = $1 AND project_id = $2 AND trace_id = $3"
-        "   AND policy_id IS NOT NULL AND status <> 'dry_run') a ON true"
+        "   AND status <> 'dry_run') a ON true"
         " ORDER BY a.attempt, a.created_at, a.id",
         3, p, err);
     if (!res)
@@ -282,11 +288,11 @@ static int ctl_history(PGconn *conn, struct ctl_trace *tr, struct pl_control_ste
     size_t n = 0;
     for (size_t i = 0; i < rows; i++) {
         int row = (int)i;
-        if (PQgetisnull(res, row, 1)) /* the kill switch's row alone: no step yet */
+        if (PQgetisnull(res, row, 5)) /* the kill switch's row alone: no step yet */
             continue;
         struct pl_control_step *st = &h[n++];
-        st->policy = tr->nlive;
-        for (size_t k = 0; k < tr->nlive; k++)
+        st->policy = tr->nlive; /* an action taken through the API, or of a policy gone */
+        for (size_t k = 0; !PQgetisnull(res, row, 1) && k < tr->nlive; k++)
             if (strcmp(tr->pol[tr->live[k]].id, PQgetvalue(res, row, 1)) == 0)
                 st->policy = k;
         if (pl_action_kind_parse(PQgetvalue(res, row, 2), &st->kind) != 0)
@@ -344,6 +350,7 @@ static int ctl_step(struct controller *c, PGconn *conn, struct ctl_trace *tr,
         return rc;
     }
     tr->calling = true;
+    tr->planned_at = pl_now_ms();
     return 0;
 }
 
@@ -452,16 +459,37 @@ static int ctl_advance(struct ctl_stream *st, size_t i)
 static struct pl_llm_call *ctl_stream_next(void *arg)
 {
     struct ctl_stream *st = arg;
-    /* start further traces only when no call is waiting: loading overlaps calls in flight */
-    while (st->rc == 0 && st->count == 0 && st->started < st->n)
-        if (ctl_advance(st, st->started++) != 0)
+    for (;;) {
+        /* start further traces only when no call is waiting: loading overlaps calls in
+         * flight; none while shutting down (the batch is delivered again) */
+        while (pl_running && st->rc == 0 && st->count == 0 && st->started < st->n)
+            if (ctl_advance(st, st->started++) != 0)
+                st->rc = -1;
+        if (!pl_running || st->rc != 0 || st->count == 0)
+            return NULL;
+        size_t i = st->ready[st->head];
+        st->head = (st->head + 1) % st->n;
+        st->count--;
+        struct ctl_trace *tr = &st->trs[i];
+        /* A call that waited for a slot since its step was planned reads the switch again:
+         * it may have come on meanwhile (then the step is kept, nothing is called). */
+        bool killed = false;
+        if (pl_now_ms() - tr->planned_at > CTL_KILLSWITCH_RECHECK_MS &&
+            pl_killswitch_get(st->conn, tr->tenant_id, &killed, st->err) != 0) {
             st->rc = -1;
-    if (st->rc != 0 || st->count == 0)
-        return NULL;
-    size_t i = st->ready[st->head];
-    st->head = (st->head + 1) % st->n;
-    st->count--;
-    return &st->trs[i].rem.call;
+            return NULL;
+        }
+        if (!killed)
+            return &tr->rem.call;
+        pl_remediation_clear(&tr->rem);
+        tr->calling = tr->active = false;
+        const struct ctl_policy *cp = &tr->pol[tr->live[tr->next.policy]];
+        if (ctl_store(st->c, st->conn, tr, cp, tr->attempt, tr->next.gate.kind, PL_ACTION_PENDING,
+                      &tr->next.gate, NULL, st->err) != 0) {
+            st->rc = -1;
+            return NULL;
+        }
+    }
 }
 
 static void ctl_stream_done(struct pl_llm_call *call, void *arg)
@@ -490,6 +518,14 @@ static int ctl_run(struct controller *c, struct pl_llm_client *llm, PGconn *conn
     }
     struct pl_llm_stream src = {ctl_stream_next, ctl_stream_done, &st};
     pl_llm_run_stream(llm, &src);
+    bool unfinished = st.count > 0 || st.started < n;
+    for (size_t i = 0; i < n; i++)
+        unfinished = unfinished || trs[i].calling;
+    if (st.rc == 0 && unfinished) { /* cut short by shutdown: the batch is delivered again */
+        snprintf(err->message, sizeof(err->message), "shutting down");
+        err->sqlstate[0] = '\0';
+        st.rc = -1;
+    }
     free(st.ready);
     return st.rc;
 }
@@ -533,9 +569,13 @@ enum pl_handle_result pl_controller_handle(struct pl_service *svc, struct pl_wor
         json_object_object_get_ex(evs[i], "tenant_id", &tenant);
         json_object_object_get_ex(evs[i], "project_id", &project);
         json_object_object_get_ex(evs[i], "trace_id", &trace);
-        if (ctl_trace_new(&trs[nt++], json_object_get_string(tenant),
-                          json_object_get_string(project), json_object_get_string(trace),
-                          &err) != 0)
+        bool seen = false; /* a failure delivered twice in one batch runs once */
+        for (size_t k = 0; k < nt && !seen; k++)
+            seen = strcmp(trs[k].project_id, json_object_get_string(project)) == 0 &&
+                   strcmp(trs[k].trace_id, json_object_get_string(trace)) == 0;
+        if (!seen && ctl_trace_new(&trs[nt++], json_object_get_string(tenant),
+                                   json_object_get_string(project), json_object_get_string(trace),
+                                   &err) != 0)
             goto out;
     }
     if (ctl_run(c, c->llm, conn, trs, nt, &err) != 0)
@@ -563,8 +603,8 @@ static int ctl_sweep_timeouts(struct controller *c, PGconn *conn, struct pl_pg_e
         conn,
         "SELECT a.id, a.tenant_id FROM control_actions a JOIN projects p ON p.id = a.project_id"
         " WHERE a.status = 'pending_approval' AND p.hitl_timeout_s > 0"
-        " AND a.created_at <= now() - p.hitl_timeout_s * interval '1 second'"
-        " ORDER BY a.created_at, a.id LIMIT 100",
+        " AND a.updated_at <= now() - p.hitl_timeout_s * interval '1 second'"
+        " ORDER BY a.updated_at, a.id LIMIT 100",
         0, NULL, err);
     if (!res)
         return -1;
@@ -580,7 +620,15 @@ static int ctl_sweep_timeouts(struct controller *c, PGconn *conn, struct pl_pg_e
             .events_topic = c->svc->cfg.kafka_topic_actions,
         };
         char current[24];
+        /* an approval whose executor runs holds the claim: the timeout waits for the next
+         * sweep, by when the approval has decided */
+        int claimed = pl_action_claim(conn, PL_CLAIM_ACTION, ch.action_id, err);
+        if (claimed <= 0) {
+            rc = claimed;
+            continue;
+        }
         enum pl_transition_result r = pl_action_transition(conn, &ch, NULL, current, err);
+        pl_action_unclaim(conn, PL_CLAIM_ACTION, ch.action_id);
         if (r == PL_TRANSITION_ERROR)
             rc = -1;
         else if (r == PL_TRANSITION_OK)
@@ -595,6 +643,8 @@ static int ctl_pending_done(struct controller *c, PGconn *conn, struct ctl_trace
                             const char *action_id, enum pl_action_status to, const char *result,
                             struct pl_pg_error *err)
 {
+    /* a remediation's outcome puts the trace back on pl.failures in the same transaction:
+     * the consumer goes on with its loop, durably */
     struct pl_action_change ch = {
         .tenant_id = tr->tenant_id,
         .action_id = action_id,
@@ -602,6 +652,9 @@ static int ctl_pending_done(struct controller *c, PGconn *conn, struct ctl_trace
         .actor = PL_ACTION_BY_CONTROLLER,
         .result_json = result,
         .events_topic = c->svc->cfg.kafka_topic_actions,
+        .requeue_topic = to == PL_ACTION_EXECUTED || to == PL_ACTION_FAILED
+                             ? c->svc->cfg.kafka_topic_failures
+                             : NULL,
     };
     char current[24];
     enum pl_transition_result r = pl_action_transition(conn, &ch, NULL, current, err);
@@ -638,8 +691,9 @@ static int ctl_pending_start(struct controller *c, PGconn *conn, struct ctl_trac
     return rc;
 }
 
-/* Actions kept pending, of tenants whose switch is off now: run them (their LLM calls
- * together), then go on with the loops of their traces. */
+/* Actions kept pending, of tenants whose switch is off now: runs them (their LLM calls
+ * together); each outcome puts its trace back on pl.failures, where the consumer goes on with
+ * the loop. Every call made is stored, even after another one's store failed. */
 static int ctl_sweep_pending(struct controller *c, PGconn *conn, struct pl_pg_error *err)
 {
     PGresult *res = pl_pg_query(
@@ -668,26 +722,18 @@ static int ctl_sweep_pending(struct controller *c, PGconn *conn, struct pl_pg_er
     }
     if (rc == 0)
         rc = ctl_call_all(c->sweep_llm, trs, nt, err);
-    for (size_t i = 0; i < nt && rc == 0; i++) {
-        if (!trs[i].calling)
-            continue;
-        if (!trs[i].rem.call.ok && !pl_running) { /* cut short: it stays pending */
-            rc = -1;
-            break;
-        }
+    for (size_t i = 0; i < nt; i++) {
+        if (!trs[i].calling || (!trs[i].rem.call.ok && !pl_running))
+            continue; /* cut short by shutdown: it stays pending */
         bool passed;
         char *result = pl_remediation_result(&trs[i].t, &trs[i].rules, &trs[i].rem, &passed);
-        rc = result ? ctl_pending_done(c, conn, &trs[i], PQgetvalue(res, (int)i, 0),
-                                       trs[i].rem.call.ok ? PL_ACTION_EXECUTED : PL_ACTION_FAILED,
-                                       result, err)
-                    : -1;
+        if (!result || ctl_pending_done(c, conn, &trs[i], PQgetvalue(res, (int)i, 0),
+                                        trs[i].rem.call.ok ? PL_ACTION_EXECUTED : PL_ACTION_FAILED,
+                                        result, err) != 0)
+            rc = -1;
         free(result);
-        pl_remediation_clear(&trs[i].rem);
-        trs[i].calling = false;
     }
     PQclear(res);
-    if (rc == 0 && nt > 0)
-        rc = ctl_run(c, c->sweep_llm, conn, trs, nt, err);
     for (size_t i = 0; i < nt; i++)
         ctl_trace_free(&trs[i]);
     free(trs);
