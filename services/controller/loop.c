@@ -52,6 +52,12 @@ struct ctl_trace {
     struct pl_remediation rem;
     bool calling;
     int64_t planned_at; /* when the call in flight was planned (the kill switch read) */
+    /* The stored steps, read once per delivery and then kept as this process stores them; a
+     * step someone else stored first (a conflict) makes the next plan read them again. */
+    struct pl_control_step *hist;
+    size_t nhist;
+    bool hist_valid, waiting, killed;
+    int64_t killed_at; /* when the kill switch was last read */
 };
 
 static struct pl_metric *m_steps, *m_calls, *m_passed;
@@ -79,6 +85,7 @@ static void ctl_trace_free(struct ctl_trace *tr)
     free(tr->live);
     free(tr->plan);
     pl_remediation_clear(&tr->rem);
+    free(tr->hist);
     memset(tr, 0, sizeof(*tr));
 }
 
@@ -185,7 +192,7 @@ static char *ctl_payload(const struct ctl_policy *cp, bool dry_run)
 static int ctl_store(struct controller *c, PGconn *conn, struct ctl_trace *tr,
                      const struct ctl_policy *cp, int attempt, enum pl_action_kind kind,
                      enum pl_action_status status, const struct pl_gate_decision *gate,
-                     const char *result, struct pl_pg_error *err)
+                     const char *result, bool passed, struct pl_pg_error *err)
 {
     char *payload = ctl_payload(cp, status == PL_ACTION_DRY_RUN);
     struct pl_action_new a = {
@@ -209,10 +216,26 @@ static int ctl_store(struct controller *c, PGconn *conn, struct ctl_trace *tr,
     free(payload);
     if (r == PL_TRANSITION_ERROR)
         return -1;
+    if (r == PL_TRANSITION_CONFLICT) /* stored by someone else: read the steps again */
+        tr->hist_valid = false;
     if (r == PL_TRANSITION_OK) {
         pl_metric_add(m_steps, 1);
         pl_debug("controller: trace %s step %d: %s %s", tr->trace_id, attempt,
                  pl_action_kind_name(kind), pl_action_status_name(status));
+        if (tr->hist_valid && status != PL_ACTION_DRY_RUN) {
+            struct pl_control_step *h = realloc(tr->hist, (tr->nhist + 1) * sizeof(*h));
+            if (!h) {
+                tr->hist_valid = false;
+            } else {
+                tr->hist = h;
+                h[tr->nhist++] = (struct pl_control_step){
+                    (size_t)(cp - tr->pol) == tr->live[tr->next.policy] ? tr->next.policy
+                                                                        : tr->nlive,
+                    kind, status == PL_ACTION_EXECUTED && passed};
+                tr->waiting = tr->waiting || status == PL_ACTION_PENDING;
+                tr->attempt = attempt + 1;
+            }
+        }
     }
     return 0;
 }
@@ -224,7 +247,7 @@ static int ctl_dry_runs(struct controller *c, PGconn *conn, struct ctl_trace *tr
     for (size_t i = 0; i < tr->npol; i++)
         if (tr->pol[i].applies && tr->pol[i].dry_run &&
             ctl_store(c, conn, tr, &tr->pol[i], 0, tr->pol[i].kind, PL_ACTION_DRY_RUN, NULL, NULL,
-                      err) != 0)
+                      false, err) != 0)
             return -1;
     return 0;
 }
@@ -314,13 +337,23 @@ static int ctl_history(PGconn *conn, struct ctl_trace *tr, struct pl_control_ste
 static int ctl_step(struct controller *c, PGconn *conn, struct ctl_trace *tr,
                     struct pl_pg_error *err)
 {
-    struct pl_control_step *h = NULL;
-    size_t nh = 0;
-    bool waiting, killed;
-    if (ctl_history(conn, tr, &h, &nh, &tr->attempt, &waiting, &killed, err) != 0)
-        return -1;
-    bool more = !waiting && pl_control_plan(tr->plan, tr->nlive, h, nh, &tr->next);
-    free(h);
+    int64_t now = pl_now_ms();
+    if (!tr->hist_valid) {
+        free(tr->hist);
+        tr->hist = NULL;
+        if (ctl_history(conn, tr, &tr->hist, &tr->nhist, &tr->attempt, &tr->waiting, &tr->killed,
+                        err) != 0)
+            return -1;
+        tr->hist_valid = true;
+        tr->killed_at = now;
+    } else if (now - tr->killed_at > CTL_KILLSWITCH_RECHECK_MS) {
+        if (pl_killswitch_get(conn, tr->tenant_id, &tr->killed, err) != 0)
+            return -1;
+        tr->killed_at = now;
+    }
+    bool killed = tr->killed;
+    bool more =
+        !tr->waiting && pl_control_plan(tr->plan, tr->nlive, tr->hist, tr->nhist, &tr->next);
     if (!more) {
         tr->active = false;
         return 0;
@@ -329,14 +362,15 @@ static int ctl_step(struct controller *c, PGconn *conn, struct ctl_trace *tr,
     const struct pl_gate_decision *g = &tr->next.gate;
     if (killed) { /* recorded as planned, run by the sweeper after `disable` */
         tr->active = false;
-        return ctl_store(c, conn, tr, cp, tr->attempt, g->kind, PL_ACTION_PENDING, g, NULL, err);
+        return ctl_store(c, conn, tr, cp, tr->attempt, g->kind, PL_ACTION_PENDING, g, NULL, false,
+                         err);
     }
     if (g->kind == PL_ACTION_ESCALATE || g->kind == PL_ACTION_BLOCK) {
         tr->active = false;
         return ctl_store(c, conn, tr, cp, tr->attempt, g->kind,
                          g->kind == PL_ACTION_ESCALATE ? PL_ACTION_PENDING_APPROVAL
                                                        : PL_ACTION_EXECUTED,
-                         g, g->kind == PL_ACTION_BLOCK ? "{\"blocked\":true}" : NULL, err);
+                         g, g->kind == PL_ACTION_BLOCK ? "{\"blocked\":true}" : NULL, false, err);
     }
     char why[256];
     int rc =
@@ -345,7 +379,8 @@ static int ctl_step(struct controller *c, PGconn *conn, struct ctl_trace *tr,
         return -1;
     if (rc > 0) { /* counted like a failed call: the next step is another policy's */
         char *result = pl_remediation_refused(why);
-        rc = ctl_store(c, conn, tr, cp, tr->attempt, g->kind, PL_ACTION_FAILED, g, result, err);
+        rc = ctl_store(c, conn, tr, cp, tr->attempt, g->kind, PL_ACTION_FAILED, g, result, false,
+                       err);
         free(result);
         return rc;
     }
@@ -374,7 +409,7 @@ static int ctl_step_done(struct controller *c, PGconn *conn, struct ctl_trace *t
     pl_failpoint_crash("controller_before_store"); /* crash-safety tests */
     int rc = ctl_store(c, conn, tr, cp, tr->attempt, tr->next.gate.kind,
                        tr->rem.call.ok ? PL_ACTION_EXECUTED : PL_ACTION_FAILED, &tr->next.gate,
-                       result, err);
+                       result, passed, err);
     if (!tr->rem.call.ok)
         pl_warn("controller: trace %s step %d: the LLM call failed: %s", tr->trace_id, tr->attempt,
                 tr->rem.call.error);
@@ -485,7 +520,7 @@ static struct pl_llm_call *ctl_stream_next(void *arg)
         tr->calling = tr->active = false;
         const struct ctl_policy *cp = &tr->pol[tr->live[tr->next.policy]];
         if (ctl_store(st->c, st->conn, tr, cp, tr->attempt, tr->next.gate.kind, PL_ACTION_PENDING,
-                      &tr->next.gate, NULL, st->err) != 0) {
+                      &tr->next.gate, NULL, false, st->err) != 0) {
             st->rc = -1;
             return NULL;
         }
