@@ -95,6 +95,16 @@ void pl_http_error(struct pl_http_response *res, int status, const char *fmt, ..
     pl_http_json(res, status, o);
 }
 
+void pl_http_add_header(struct pl_http_response *res, const char *name, const char *value)
+{
+    if (res->nheaders >= PL_HTTP_MAX_HEADERS) {
+        pl_warn("http: header %s dropped: more than %d", name, PL_HTTP_MAX_HEADERS);
+        return;
+    }
+    res->headers[res->nheaders][0] = name;
+    res->headers[res->nheaders++][1] = value;
+}
+
 void pl_http_text(struct pl_http_response *res, int status, const char *content_type, char *body)
 {
     free(res->body);
@@ -163,6 +173,8 @@ static enum MHD_Result http_send(struct MHD_Connection *conn, struct pl_http_res
                             res->content_type ? res->content_type : "application/json");
     if (res->retry_after[0])
         MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, res->retry_after);
+    for (int i = 0; i < res->nheaders; i++)
+        MHD_add_response_header(r, res->headers[i][0], res->headers[i][1]);
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)res->status, r);
     MHD_destroy_response(r);
     http_count(res->status);

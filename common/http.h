@@ -21,11 +21,16 @@ struct pl_http_request {
     struct MHD_Connection *conn;
 };
 
+#define PL_HTTP_MAX_HEADERS 8
+
 struct pl_http_response {
     int status;
     char *body; /* owned; freed after sending */
     const char *content_type;
     char retry_after[16]; /* sent as Retry-After when not empty */
+    /* further headers {name, value}, borrowed (static text): see pl_http_add_header */
+    const char *headers[PL_HTTP_MAX_HEADERS][2];
+    int nheaders;
 };
 
 typedef void (*pl_http_handler)(struct pl_http_request *req, struct pl_http_response *res);
@@ -74,6 +79,10 @@ void pl_http_json_text(struct pl_http_response *res, int status, const char *jso
 /** @brief Sets {"error": message} with status. */
 void pl_http_error(struct pl_http_response *res, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/** @brief Adds a header to the response; name and value must outlive it (static text).
+ *         Past PL_HTTP_MAX_HEADERS the header is dropped with a warning. */
+void pl_http_add_header(struct pl_http_response *res, const char *name, const char *value);
 
 /** @brief Sets a plain body (taken over) with its content type. */
 void pl_http_text(struct pl_http_response *res, int status, const char *content_type, char *body);

@@ -132,6 +132,9 @@ void api_control_execute(struct pl_http_request *req, struct pl_http_response *r
 void api_actions_approve(struct pl_http_request *req, struct pl_http_response *res);
 void api_actions_diff(struct pl_http_request *req, struct pl_http_response *res);
 
+/* ui.c: the dashboard's embedded files at /ui/, with its security headers */
+void api_ui_asset(struct pl_http_request *req, struct pl_http_response *res);
+void api_ui_redirect(struct pl_http_request *req, struct pl_http_response *res);
 /* registry.c: prompts, versions, environments (SPEC 11, registry) */
 void api_prompts_create(struct pl_http_request *req, struct pl_http_response *res);
 void api_prompts_list(struct pl_http_request *req, struct pl_http_response *res);

@@ -52,7 +52,7 @@ struct itest_response itest_http(const char *base_url, const char *method, const
                                  const char *key, const char *body)
 {
     struct itest_response r = {0};
-    struct itest_buf b = {0};
+    struct itest_buf b = {0}, hb = {0};
     char url[2048], auth[128];
     snprintf(url, sizeof(url), "%s%s", base_url, path);
     CURL *c = curl_easy_init();
@@ -69,6 +69,8 @@ struct itest_response itest_http(const char *base_url, const char *method, const
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, itest_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, itest_write);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &hb);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     if (body) {
@@ -82,6 +84,7 @@ struct itest_response itest_http(const char *base_url, const char *method, const
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
     r.body = b.data ? b.data : strdup("");
+    r.headers = hb.data ? hb.data : strdup("");
     r.json = json_tokener_parse(r.body);
     return r;
 }
@@ -95,6 +98,7 @@ struct itest_response itest_api(const char *method, const char *path, const char
 void itest_response_free(struct itest_response *r)
 {
     free(r->body);
+    free(r->headers);
     json_object_put(r->json);
     memset(r, 0, sizeof(*r));
 }

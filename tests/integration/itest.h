@@ -16,6 +16,7 @@ const char *itest_env(const char *name);
 struct itest_response {
     long status;
     char *body;        /* NUL-terminated, owned */
+    char *headers;     /* the response's header lines as received, owned */
     json_object *json; /* parsed body or NULL, owned */
 };
 
