@@ -76,6 +76,8 @@ static const struct config_field config_fields[] = {
     INT("differ", "proposal_attempts", differ_proposal_attempts, 1, 10),
     INT("abharness", "resume_after_ms", abharness_resume_after_ms, 0, 86400000),
     INT("abharness", "resume_interval_ms", abharness_resume_interval_ms, 100, 3600000),
+    INT("ui", "session_ttl_s", ui_session_ttl_s, 60, 2592000),
+    BOOL("ui", "cookie_secure", ui_cookie_secure),
     INT("controller", "batch", controller_batch, 1, 1000),
     INT("controller", "sweep_interval_ms", controller_sweep_interval_ms, 50, 3600000),
 };
@@ -237,6 +239,8 @@ void pl_config_defaults(struct pl_config *cfg, const char *service)
     cfg->differ_proposal_attempts = 3;
     cfg->abharness_resume_after_ms = 60000;
     cfg->abharness_resume_interval_ms = 10000;
+    cfg->ui_session_ttl_s = 43200;
+    cfg->ui_cookie_secure = false;
     cfg->controller_batch = 64;
     cfg->controller_sweep_interval_ms = 1000;
 }

@@ -55,6 +55,9 @@ struct pl_config {
     int abharness_resume_after_ms;    /* an ab_running row untouched this long is orphaned */
     int abharness_resume_interval_ms; /* how often to look for orphans */
 
+    int ui_session_ttl_s;  /* a dashboard session's lifetime */
+    bool ui_cookie_secure; /* mark the session cookie Secure (the dashboard is served over TLS) */
+
     int controller_batch;             /* failing traces handled together (LLM calls overlap) */
     int controller_sweep_interval_ms; /* how often to resume kept actions and time out escalations
                                        */

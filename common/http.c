@@ -173,6 +173,8 @@ static enum MHD_Result http_send(struct MHD_Connection *conn, struct pl_http_res
                             res->content_type ? res->content_type : "application/json");
     if (res->retry_after[0])
         MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, res->retry_after);
+    if (res->set_cookie[0])
+        MHD_add_response_header(r, MHD_HTTP_HEADER_SET_COOKIE, res->set_cookie);
     for (int i = 0; i < res->nheaders; i++)
         MHD_add_response_header(r, res->headers[i][0], res->headers[i][1]);
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)res->status, r);

@@ -28,6 +28,7 @@ struct pl_http_response {
     char *body; /* owned; freed after sending */
     const char *content_type;
     char retry_after[16]; /* sent as Retry-After when not empty */
+    char set_cookie[256]; /* sent as Set-Cookie when not empty */
     /* further headers {name, value}, borrowed (static text): see pl_http_add_header */
     const char *headers[PL_HTTP_MAX_HEADERS][2];
     int nheaders;

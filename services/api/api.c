@@ -1,5 +1,7 @@
 #include "api.h"
 
+#include "ui_session.h"
+
 #include "log.h"
 #include "params.h"
 #include "util.h"
@@ -11,13 +13,71 @@
 /* A revoked key keeps working for at most this long in one api replica. */
 #define API_AUTH_CACHE_MS 5000
 
+bool api_cookie(const struct pl_http_request *req, const char *name, char *out, size_t outsz)
+{
+    const char *c = pl_http_header(req, "Cookie");
+    size_t n = strlen(name);
+    while (c && *c) {
+        while (*c == ' ' || *c == ';')
+            c++;
+        const char *end = strchr(c, ';');
+        size_t len = end ? (size_t)(end - c) : strlen(c);
+        if (len > n && strncmp(c, name, n) == 0 && c[n] == '=') {
+            if (len - n - 1 >= outsz)
+                return false;
+            snprintf(out, outsz, "%.*s", (int)(len - n - 1), c + n + 1);
+            return true;
+        }
+        c += len;
+    }
+    return false;
+}
+
+/* A dashboard session instead of a key: the session cookie, and for anything but a read the
+ * session's CSRF token in X-CSRF-Token (a cross-site form cannot set that header). 0 when
+ * there is no session cookie (then the key decides), 1 signed in, -1 answered (401, 403,
+ * 503). */
+static int api_session(struct pl_http_request *req, struct pl_http_response *res,
+                       struct pl_principal *who)
+{
+    char token[PL_UI_TOKEN_SIZE + 1], csrf[PL_UI_TOKEN_SIZE];
+    if (pl_http_header(req, "Authorization") ||
+        !api_cookie(req, PL_UI_COOKIE, token, sizeof(token)))
+        return 0;
+    struct pl_pg_error err;
+    PGconn *conn = api_db(req, res);
+    if (!conn)
+        return -1;
+    int found = pl_ui_session_get(conn, token, who, csrf, &err);
+    api_db_release(req, conn);
+    if (found < 0) {
+        api_db_error(res, &err);
+        return -1;
+    }
+    if (found == 0) {
+        pl_http_error(res, 401, "the dashboard session ended or expired: sign in again");
+        return -1;
+    }
+    bool read = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+    const char *sent = pl_http_header(req, "X-CSRF-Token");
+    if (!read && (!sent || strcmp(sent, csrf) != 0)) {
+        pl_http_error(res, 403, "missing or wrong X-CSRF-Token for this session");
+        return -1;
+    }
+    return 1;
+}
+
 bool api_authorize(struct pl_http_request *req, struct pl_http_response *res, unsigned roles,
                    bool control_loop, struct pl_principal *who)
 {
     struct pl_service *svc = req->user;
     struct pl_pg_error err;
-    switch (pl_auth_resolve(svc->pg, pl_http_header(req, "Authorization"), API_AUTH_CACHE_MS, who,
-                            &err)) {
+    int session = api_session(req, res, who);
+    if (session < 0)
+        return false;
+    switch (session ? PL_AUTH_OK
+                    : pl_auth_resolve(svc->pg, pl_http_header(req, "Authorization"),
+                                      API_AUTH_CACHE_MS, who, &err)) {
     case PL_AUTH_OK:
         break;
     case PL_AUTH_INVALID:

@@ -53,6 +53,12 @@ typedef int (*api_store_get)(PGconn *conn, const char *tenant_id, const char *id
 void api_get_one(struct pl_http_request *req, struct pl_http_response *res, unsigned roles,
                  bool control_loop, api_store_get get, const char *what);
 
+/** The dashboard's session cookie. */
+#define PL_UI_COOKIE "pl_session"
+
+/** @brief The value of cookie name in the request's Cookie header, copied into out. */
+bool api_cookie(const struct pl_http_request *req, const char *name, char *out, size_t outsz);
+
 /** @brief Takes a pooled connection; on failure sets 503 and returns NULL. */
 PGconn *api_db(struct pl_http_request *req, struct pl_http_response *res);
 void api_db_release(struct pl_http_request *req, PGconn *conn);
@@ -135,6 +141,10 @@ void api_actions_diff(struct pl_http_request *req, struct pl_http_response *res)
 /* ui.c: the dashboard's embedded files at /ui/, with its security headers */
 void api_ui_asset(struct pl_http_request *req, struct pl_http_response *res);
 void api_ui_redirect(struct pl_http_request *req, struct pl_http_response *res);
+/* POST /ui/session {api_key} signs in (cookie + CSRF token), GET reads it, DELETE signs out */
+void api_ui_sign_in(struct pl_http_request *req, struct pl_http_response *res);
+void api_ui_session(struct pl_http_request *req, struct pl_http_response *res);
+void api_ui_sign_out(struct pl_http_request *req, struct pl_http_response *res);
 /* registry.c: prompts, versions, environments (SPEC 11, registry) */
 void api_prompts_create(struct pl_http_request *req, struct pl_http_response *res);
 void api_prompts_list(struct pl_http_request *req, struct pl_http_response *res);

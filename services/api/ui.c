@@ -2,8 +2,12 @@
  * showing trace and prompt text safe: a Content-Security-Policy that allows scripts, styles
  * and requests from this origin only (no inline script or eval), no framing, no sniffing. */
 #include "api.h"
+#include "log.h"
+#include "params.h"
 #include "ui_assets.h"
+#include "ui_session.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,4 +69,118 @@ void api_ui_redirect(struct pl_http_request *req, struct pl_http_response *res)
     (void)req;
     pl_http_add_header(res, "Location", "/ui/");
     pl_http_text(res, 308, "text/plain; charset=utf-8", strdup("/ui/\n"));
+}
+
+/* Set-Cookie for the session token (an empty token with max_age 0 clears it). */
+static void ui_set_cookie(struct pl_http_request *req, struct pl_http_response *res,
+                          const char *token, int max_age)
+{
+    struct pl_service *svc = req->user;
+    snprintf(res->set_cookie, sizeof(res->set_cookie),
+             "%s=%s; Path=/; Max-Age=%d; HttpOnly; SameSite=Strict%s", PL_UI_COOKIE, token, max_age,
+             svc->cfg.ui_cookie_secure ? "; Secure" : "");
+}
+
+static json_object *ui_session_json(const struct pl_principal *who, const char *csrf)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "tenant_id", json_object_new_string(who->tenant_id));
+    json_object_object_add(o, "key_id", json_object_new_string(who->key_id));
+    json_object_object_add(o, "role", json_object_new_string(pl_auth_role_name(who->role)));
+    json_object_object_add(o, "plan", json_object_new_string(who->plan));
+    json_object_object_add(o, "csrf_token", json_object_new_string(csrf));
+    return o;
+}
+
+void api_ui_sign_in(struct pl_http_request *req, struct pl_http_response *res)
+{
+    char why[256];
+    json_object *body = pl_param_json_object(req->body, req->body_len, false, why, sizeof(why)), *k;
+    if (!body || !json_object_object_get_ex(body, "api_key", &k) ||
+        !json_object_is_type(k, json_type_string) || json_object_object_length(body) != 1) {
+        pl_http_error(res, 400, "%s", body ? "the body must be {\"api_key\": \"pl_...\"}" : why);
+        json_object_put(body);
+        return;
+    }
+    struct pl_service *svc = req->user;
+    char bearer[128];
+    snprintf(bearer, sizeof(bearer), "Bearer %.100s", json_object_get_string(k));
+    json_object_put(body);
+    struct pl_principal who;
+    struct pl_pg_error err;
+    /* no cache: a key revoked a moment ago must not open a session */
+    switch (pl_auth_resolve(svc->pg, bearer, 0, &who, &err)) {
+    case PL_AUTH_OK:
+        break;
+    case PL_AUTH_INVALID:
+        pl_http_error(res, 401, "unknown or revoked API key");
+        return;
+    case PL_AUTH_ERROR:
+        api_db_error(res, &err);
+        return;
+    }
+    PGconn *conn = api_db(req, res);
+    if (!conn)
+        return;
+    char token[PL_UI_TOKEN_SIZE], csrf[PL_UI_TOKEN_SIZE];
+    int rc = pl_ui_session_create(conn, &who, svc->cfg.ui_session_ttl_s, token, csrf, &err);
+    api_db_release(req, conn);
+    if (rc != 0) {
+        api_db_error(res, &err);
+        return;
+    }
+    ui_set_cookie(req, res, token, svc->cfg.ui_session_ttl_s);
+    ui_security_headers(res);
+    pl_info("dashboard: key %s signed in", who.key_id);
+    pl_http_json(res, 201, ui_session_json(&who, csrf));
+}
+
+void api_ui_session(struct pl_http_request *req, struct pl_http_response *res)
+{
+    char token[PL_UI_TOKEN_SIZE + 1], csrf[PL_UI_TOKEN_SIZE];
+    struct pl_principal who;
+    struct pl_pg_error err;
+    ui_security_headers(res);
+    if (!api_cookie(req, PL_UI_COOKIE, token, sizeof(token))) {
+        pl_http_error(res, 401, "not signed in");
+        return;
+    }
+    PGconn *conn = api_db(req, res);
+    if (!conn)
+        return;
+    int found = pl_ui_session_get(conn, token, &who, csrf, &err);
+    api_db_release(req, conn);
+    if (found < 0)
+        api_db_error(res, &err);
+    else if (found == 0)
+        pl_http_error(res, 401, "the dashboard session ended or expired: sign in again");
+    else
+        pl_http_json(res, 200, ui_session_json(&who, csrf));
+}
+
+void api_ui_sign_out(struct pl_http_request *req, struct pl_http_response *res)
+{
+    struct pl_principal who;
+    char token[PL_UI_TOKEN_SIZE + 1];
+    ui_security_headers(res);
+    /* a session only (a key has nothing to sign out of), and its CSRF token */
+    if (!api_cookie(req, PL_UI_COOKIE, token, sizeof(token)) ||
+        pl_http_header(req, "Authorization")) {
+        pl_http_error(res, 401, "not signed in");
+        return;
+    }
+    if (!api_authorize(req, res, PL_ROLES_ANY, false, &who))
+        return;
+    struct pl_pg_error err;
+    PGconn *conn = api_db(req, res);
+    if (!conn)
+        return;
+    int ended = pl_ui_session_end(conn, token, &err);
+    api_db_release(req, conn);
+    if (ended < 0) {
+        api_db_error(res, &err);
+        return;
+    }
+    ui_set_cookie(req, res, "", 0);
+    pl_http_text(res, 204, "text/plain; charset=utf-8", strdup(""));
 }

@@ -51,6 +51,13 @@ static size_t itest_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 struct itest_response itest_http(const char *base_url, const char *method, const char *path,
                                  const char *key, const char *body)
 {
+    return itest_http_headers(base_url, method, path, key, body, NULL);
+}
+
+struct itest_response itest_http_headers(const char *base_url, const char *method, const char *path,
+                                         const char *key, const char *body,
+                                         const char *const *headers)
+{
     struct itest_response r = {0};
     struct itest_buf b = {0}, hb = {0};
     char url[2048], auth[128];
@@ -64,6 +71,8 @@ struct itest_response itest_http(const char *base_url, const char *method, const
     }
     if (body)
         h = curl_slist_append(h, "Content-Type: application/json");
+    for (const char *const *x = headers; x && *x; x++)
+        h = curl_slist_append(h, *x);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);

@@ -23,6 +23,11 @@ struct itest_response {
 /** @brief Sends a request to base_url + path with an optional bearer key and JSON body. */
 struct itest_response itest_http(const char *base_url, const char *method, const char *path,
                                  const char *key, const char *body);
+/** @brief itest_http with further request header lines ("Name: value", NULL-ended). */
+struct itest_response itest_http_headers(const char *base_url, const char *method, const char *path,
+                                         const char *key, const char *body,
+                                         const char *const *headers);
+
 /** @brief The same against $PL_API_URL. */
 struct itest_response itest_api(const char *method, const char *path, const char *key,
                                 const char *body);

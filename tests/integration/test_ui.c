@@ -1,6 +1,8 @@
-/* The dashboard's files over HTTP from the stack's api: embedded pages answer with their
- * content types and the security headers (a Content-Security-Policy without inline scripts or
- * eval, no framing, no sniffing); an unknown file is 404; /ui redirects to /ui/. */
+/* The dashboard over HTTP from the stack's api: embedded pages answer with their content
+ * types and the security headers (a Content-Security-Policy without inline scripts or eval,
+ * no framing, no sniffing); an unknown file is 404; /ui redirects to /ui/. Sessions: sign-in
+ * with a key sets an HttpOnly, SameSite=Strict cookie; reads work with the cookie alone,
+ * mutations only with the session's CSRF token; roles hold; sign-out and expiry end it. */
 #include "itest.h"
 
 #include <stdarg.h>
@@ -10,6 +12,7 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -99,11 +102,125 @@ static void test_unknown_and_redirect(void **state)
     itest_response_free(&r);
 }
 
+/* A request as a signed-in browser: the session cookie, and the CSRF token when not NULL. */
+static struct itest_response as_browser(const char *method, const char *path, const char *token,
+                                        const char *csrf, const char *body)
+{
+    char cookie[160], csrf_h[128];
+    snprintf(cookie, sizeof(cookie), "Cookie: theme=dark; pl_session=%s", token);
+    snprintf(csrf_h, sizeof(csrf_h), "X-CSRF-Token: %s", csrf ? csrf : "");
+    const char *h[3] = {cookie, csrf ? csrf_h : NULL, NULL};
+    return itest_http_headers(itest_env("PL_API_URL"), method, path, NULL, body, h);
+}
+
+/* Signs in with key: the cookie's token and the CSRF token (65 bytes each). */
+static void sign_in(const char *key, char token[80], char csrf[80])
+{
+    char body[128];
+    snprintf(body, sizeof(body), "{\"api_key\": \"%s\"}", key);
+    struct itest_response r = itest_api("POST", "/ui/session", NULL, body);
+    assert_int_equal(r.status, 201);
+    char cookie[256];
+    assert_true(header(&r, "Set-Cookie", cookie, sizeof(cookie)));
+    assert_non_null(strstr(cookie, "; HttpOnly"));
+    assert_non_null(strstr(cookie, "; SameSite=Strict"));
+    assert_non_null(strstr(cookie, "; Path=/"));
+    assert_non_null(strstr(cookie, "; Max-Age=43200"));
+    assert_true(sscanf(cookie, "pl_session=%64[0-9a-f];", token) == 1);
+    assert_int_equal(strlen(token), 64);
+    snprintf(csrf, 80, "%s", itest_json_str(&r, "csrf_token"));
+    assert_int_equal(strlen(csrf), 64);
+    itest_response_free(&r);
+}
+
+static void test_sessions(void **state)
+{
+    (void)state;
+    PGconn *db = itest_pg(NULL);
+    struct itest_tenant t;
+    itest_tenant_new(db, "team", &t);
+    struct itest_response r = itest_api("POST", "/ui/session", NULL, "{\"api_key\": \"pl_nope\"}");
+    assert_int_equal(r.status, 401);
+    itest_response_free(&r);
+    r = itest_api("POST", "/ui/session", NULL, "{\"key\": 1}");
+    assert_int_equal(r.status, 400);
+    itest_response_free(&r);
+
+    char token[80], csrf[80];
+    sign_in(t.owner_key, token, csrf);
+    r = as_browser("GET", "/ui/session", token, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(itest_json_str(&r, "role"), "owner");
+    assert_string_equal(itest_json_str(&r, "tenant_id"), t.id);
+    assert_string_equal(itest_json_str(&r, "csrf_token"), csrf);
+    itest_response_free(&r);
+    /* a read with the cookie alone; a mutation needs the CSRF token */
+    r = as_browser("GET", "/v1/control/killswitch", token, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    itest_response_free(&r);
+    r = as_browser("POST", "/v1/control/killswitch/enable", token, NULL, NULL);
+    assert_int_equal(r.status, 403);
+    itest_response_free(&r);
+    r = as_browser("POST", "/v1/control/killswitch/enable", token, "0123", NULL);
+    assert_int_equal(r.status, 403);
+    itest_response_free(&r);
+    r = as_browser("POST", "/v1/control/killswitch/enable", token, csrf, NULL);
+    assert_int_equal(r.status, 200);
+    itest_response_free(&r);
+    r = as_browser("POST", "/v1/control/killswitch/disable", token, csrf, NULL);
+    assert_int_equal(r.status, 200);
+    itest_response_free(&r);
+    /* the audit entry names the signed-in key */
+    const char *p[2] = {t.id, "killswitch.enable"};
+    char *actor =
+        itest_sql(db, "SELECT actor FROM audit_log WHERE tenant_id = $1 AND action = $2", 2, p);
+    assert_true(strncmp(actor, "key:", 4) == 0);
+    free(actor);
+
+    /* a viewer's session may read and not act, whatever the token */
+    char vtoken[80], vcsrf[80];
+    sign_in(t.viewer_key, vtoken, vcsrf);
+    r = as_browser("POST", "/v1/control/killswitch/enable", vtoken, vcsrf, NULL);
+    assert_int_equal(r.status, 403);
+    itest_response_free(&r);
+
+    /* sign-out needs the token, clears the cookie, and ends the session */
+    r = as_browser("DELETE", "/ui/session", token, NULL, NULL);
+    assert_int_equal(r.status, 403);
+    itest_response_free(&r);
+    r = as_browser("DELETE", "/ui/session", token, csrf, NULL);
+    assert_int_equal(r.status, 204);
+    char cookie[256];
+    assert_true(header(&r, "Set-Cookie", cookie, sizeof(cookie)));
+    assert_non_null(strstr(cookie, "pl_session=; Path=/; Max-Age=0"));
+    itest_response_free(&r);
+    r = as_browser("GET", "/v1/control/killswitch", token, NULL, NULL);
+    assert_int_equal(r.status, 401);
+    itest_response_free(&r);
+
+    /* an expired session is refused */
+    const char *q[1] = {t.id};
+    free(itest_sql(db,
+                   "UPDATE ui_sessions SET expires_at = now() - interval '1 second'"
+                   " WHERE tenant_id = $1 RETURNING 1",
+                   1, q));
+    r = as_browser("GET", "/ui/session", vtoken, NULL, NULL);
+    assert_int_equal(r.status, 401);
+    itest_response_free(&r);
+    /* only the token's hash is stored */
+    q[0] = token;
+    char *n = itest_sql(db, "SELECT count(*) FROM ui_sessions WHERE token_hash = $1", 1, q);
+    assert_string_equal(n, "0");
+    free(n);
+    PQfinish(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pages_and_headers),
         cmocka_unit_test(test_unknown_and_redirect),
+        cmocka_unit_test(test_sessions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

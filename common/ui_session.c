@@ -1,0 +1,84 @@
+#include "ui_session.h"
+
+#include "util.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int ui_random_hex(char out[PL_UI_TOKEN_SIZE])
+{
+    unsigned char raw[32];
+    if (pl_random_bytes(raw, sizeof(raw)) != 0)
+        return -1;
+    for (size_t i = 0; i < sizeof(raw); i++)
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+    return 0;
+}
+
+int pl_ui_session_create(PGconn *conn, const struct pl_principal *who, int ttl_s,
+                         char token[PL_UI_TOKEN_SIZE], char csrf[PL_UI_TOKEN_SIZE],
+                         struct pl_pg_error *err)
+{
+    if (ui_random_hex(token) != 0 || ui_random_hex(csrf) != 0) {
+        snprintf(err->message, sizeof(err->message), "no random source");
+        err->sqlstate[0] = '\0';
+        return -1;
+    }
+    char hash[65], ttl[16];
+    pl_sha256_hex(token, strlen(token), hash);
+    snprintf(ttl, sizeof(ttl), "%d", ttl_s);
+    const char *p[5] = {hash, who->tenant_id, who->key_id, csrf, ttl};
+    return pl_pg_exec(conn,
+                      "INSERT INTO ui_sessions (token_hash, tenant_id, key_id, csrf_token,"
+                      " expires_at) VALUES ($1, $2, $3, $4, now() + $5::int * interval '1 second')",
+                      5, p, err);
+}
+
+int pl_ui_session_get(PGconn *conn, const char *token, struct pl_principal *who,
+                      char csrf[PL_UI_TOKEN_SIZE], struct pl_pg_error *err)
+{
+    if (!token || strlen(token) != PL_UI_TOKEN_SIZE - 1)
+        return 0;
+    char hash[65];
+    pl_sha256_hex(token, strlen(token), hash);
+    const char *p[1] = {hash};
+    PGresult *res = pl_pg_query_prepared(
+        conn, "pl_ui_session_get",
+        "SELECT k.id, k.tenant_id, k.role, t.plan, s.csrf_token FROM ui_sessions s"
+        " JOIN api_keys k ON k.id = s.key_id JOIN tenants t ON t.id = k.tenant_id"
+        " WHERE s.token_hash = $1 AND s.ended_at IS NULL AND s.expires_at > now()"
+        " AND k.revoked_at IS NULL",
+        1, p, err);
+    if (!res)
+        return -1;
+    int found = PQntuples(res) == 1;
+    if (found) {
+        memset(who, 0, sizeof(*who));
+        snprintf(who->key_id, sizeof(who->key_id), "%s", PQgetvalue(res, 0, 0));
+        snprintf(who->tenant_id, sizeof(who->tenant_id), "%s", PQgetvalue(res, 0, 1));
+        snprintf(who->plan, sizeof(who->plan), "%s", PQgetvalue(res, 0, 3));
+        snprintf(csrf, PL_UI_TOKEN_SIZE, "%s", PQgetvalue(res, 0, 4));
+        if (pl_auth_role_parse(PQgetvalue(res, 0, 2), &who->role) != 0)
+            found = 0;
+    }
+    PQclear(res);
+    return found;
+}
+
+int pl_ui_session_end(PGconn *conn, const char *token, struct pl_pg_error *err)
+{
+    if (!token || strlen(token) != PL_UI_TOKEN_SIZE - 1)
+        return 0;
+    char hash[65];
+    pl_sha256_hex(token, strlen(token), hash);
+    const char *p[1] = {hash};
+    PGresult *res = pl_pg_query(conn,
+                                "UPDATE ui_sessions SET ended_at = now() WHERE token_hash = $1"
+                                " AND ended_at IS NULL RETURNING 1",
+                                1, p, err);
+    if (!res)
+        return -1;
+    int ended = PQntuples(res) == 1;
+    PQclear(res);
+    return ended;
+}
