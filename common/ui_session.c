@@ -82,3 +82,53 @@ int pl_ui_session_end(PGconn *conn, const char *token, struct pl_pg_error *err)
     PQclear(res);
     return ended;
 }
+
+int pl_ui_link_create(PGconn *conn, const struct pl_principal *who, int ttl_s,
+                      char token[PL_UI_TOKEN_SIZE], struct pl_pg_error *err)
+{
+    if (ui_random_hex(token) != 0) {
+        snprintf(err->message, sizeof(err->message), "no random source");
+        err->sqlstate[0] = '\0';
+        return -1;
+    }
+    char hash[65], ttl[16];
+    pl_sha256_hex(token, strlen(token), hash);
+    snprintf(ttl, sizeof(ttl), "%d", ttl_s);
+    const char *p[4] = {hash, who->tenant_id, who->key_id, ttl};
+    return pl_pg_exec(conn,
+                      "INSERT INTO ui_signin_links (token_hash, tenant_id, key_id, expires_at)"
+                      " VALUES ($1, $2, $3, now() + $4::int * interval '1 second')",
+                      4, p, err);
+}
+
+int pl_ui_link_redeem(PGconn *conn, const char *token, struct pl_principal *who,
+                      struct pl_pg_error *err)
+{
+    if (!token || strlen(token) != PL_UI_TOKEN_SIZE - 1)
+        return 0;
+    char hash[65];
+    pl_sha256_hex(token, strlen(token), hash);
+    const char *p[1] = {hash};
+    /* the UPDATE's condition is the once: of two redeemers one marks it, the other finds
+     * it used */
+    PGresult *res = pl_pg_query(
+        conn,
+        "WITH used AS (UPDATE ui_signin_links SET used_at = now() WHERE token_hash = $1"
+        "   AND used_at IS NULL AND expires_at > now() RETURNING key_id)"
+        " SELECT k.id, k.tenant_id, k.role, t.plan FROM used JOIN api_keys k ON k.id = used.key_id"
+        " JOIN tenants t ON t.id = k.tenant_id WHERE k.revoked_at IS NULL",
+        1, p, err);
+    if (!res)
+        return -1;
+    int found = PQntuples(res) == 1;
+    if (found) {
+        memset(who, 0, sizeof(*who));
+        snprintf(who->key_id, sizeof(who->key_id), "%s", PQgetvalue(res, 0, 0));
+        snprintf(who->tenant_id, sizeof(who->tenant_id), "%s", PQgetvalue(res, 0, 1));
+        snprintf(who->plan, sizeof(who->plan), "%s", PQgetvalue(res, 0, 3));
+        if (pl_auth_role_parse(PQgetvalue(res, 0, 2), &who->role) != 0)
+            found = 0;
+    }
+    PQclear(res);
+    return found;
+}

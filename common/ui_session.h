@@ -31,4 +31,18 @@ int pl_ui_session_get(PGconn *conn, const char *token, struct pl_principal *who,
 /** @brief Ends the session of token (sign-out). @returns 1 ended, 0 none, -1 with err. */
 int pl_ui_session_end(PGconn *conn, const char *token, struct pl_pg_error *err);
 
+/**
+ * @brief Makes a one-time sign-in link for the key of who, valid for ttl_s seconds: token is
+ *        the link's secret. @returns 0, or -1 with err.
+ */
+int pl_ui_link_create(PGconn *conn, const struct pl_principal *who, int ttl_s,
+                      char token[PL_UI_TOKEN_SIZE], struct pl_pg_error *err);
+
+/**
+ * @brief Redeems a link once: marks it used and fills who with its key's principal (the key
+ *        must not be revoked). @returns 1 redeemed, 0 unknown, used or expired, -1 with err.
+ */
+int pl_ui_link_redeem(PGconn *conn, const char *token, struct pl_principal *who,
+                      struct pl_pg_error *err);
+
 #endif

@@ -43,6 +43,8 @@ static const struct pl_http_route api_routes[] = {
     {"POST", "/ui/session", api_ui_sign_in},
     {"GET", "/ui/session", api_ui_session},
     {"DELETE", "/ui/session", api_ui_sign_out},
+    {"POST", "/ui/links", api_ui_link_create},
+    {"GET", "/ui/signin/{token}", api_ui_link_redeem},
     {"GET", "/ui/", api_ui_asset},
     {"GET", "/ui/{file}", api_ui_asset},
     {"GET", "/v1/traces/{id}", api_traces_get},

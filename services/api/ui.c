@@ -184,3 +184,60 @@ void api_ui_sign_out(struct pl_http_request *req, struct pl_http_response *res)
     ui_set_cookie(req, res, "", 0);
     pl_http_text(res, 204, "text/plain; charset=utf-8", strdup(""));
 }
+
+/* A sign-in link lives this long: long enough to click it from a terminal. */
+#define UI_LINK_TTL_S 600
+
+void api_ui_link_create(struct pl_http_request *req, struct pl_http_response *res)
+{
+    struct pl_principal who;
+    if (!api_authorize(req, res, PL_ROLES_ANY, false, &who) ||
+        !api_query_params(req, res, (const char *const[]){NULL}, NULL))
+        return;
+    struct pl_pg_error err;
+    PGconn *conn = api_db(req, res);
+    if (!conn)
+        return;
+    char token[PL_UI_TOKEN_SIZE];
+    int rc = pl_ui_link_create(conn, &who, UI_LINK_TTL_S, token, &err);
+    api_db_release(req, conn);
+    if (rc != 0) {
+        api_db_error(res, &err);
+        return;
+    }
+    char path[128];
+    snprintf(path, sizeof(path), "/ui/signin/%s", token);
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "path", json_object_new_string(path));
+    json_object_object_add(o, "expires_in_s", json_object_new_int(UI_LINK_TTL_S));
+    pl_http_json(res, 201, o);
+}
+
+void api_ui_link_redeem(struct pl_http_request *req, struct pl_http_response *res)
+{
+    struct pl_service *svc = req->user;
+    struct pl_principal who;
+    struct pl_pg_error err;
+    ui_security_headers(res);
+    PGconn *conn = api_db(req, res);
+    if (!conn)
+        return;
+    char token[PL_UI_TOKEN_SIZE], csrf[PL_UI_TOKEN_SIZE];
+    int found = pl_ui_link_redeem(conn, req->params[0], &who, &err);
+    int rc = found == 1
+                 ? pl_ui_session_create(conn, &who, svc->cfg.ui_session_ttl_s, token, csrf, &err)
+                 : 0;
+    api_db_release(req, conn);
+    if (found < 0 || rc != 0) {
+        api_db_error(res, &err);
+        return;
+    }
+    if (found == 0) {
+        pl_http_error(res, 410, "the sign-in link is unknown, used or expired");
+        return;
+    }
+    pl_info("dashboard: key %s signed in through a one-time link", who.key_id);
+    ui_set_cookie(req, res, token, svc->cfg.ui_session_ttl_s);
+    pl_http_add_header(res, "Location", "/ui/");
+    pl_http_text(res, 303, "text/plain; charset=utf-8", strdup("/ui/\n"));
+}

@@ -215,12 +215,66 @@ static void test_sessions(void **state)
     PQfinish(db);
 }
 
+/* A one-time sign-in link: made by a key for itself, redeemed once for a session of that key
+ * (303 to /ui/ with the cookie); used or expired links are 410. */
+static void test_signin_link(void **state)
+{
+    (void)state;
+    PGconn *db = itest_pg(NULL);
+    struct itest_tenant t;
+    itest_tenant_new(db, "team", &t);
+    struct itest_response r = itest_api("POST", "/ui/links", NULL, NULL);
+    assert_int_equal(r.status, 401);
+    itest_response_free(&r);
+    r = itest_api("POST", "/ui/links", t.viewer_key, NULL);
+    assert_int_equal(r.status, 201);
+    char path[160];
+    snprintf(path, sizeof(path), "%s", itest_json_str(&r, "path"));
+    itest_response_free(&r);
+    assert_true(strncmp(path, "/ui/signin/", 11) == 0);
+
+    r = itest_api("GET", path, NULL, NULL);
+    assert_int_equal(r.status, 303);
+    char loc[64], cookie[256], token[80];
+    assert_true(header(&r, "Location", loc, sizeof(loc)));
+    assert_string_equal(loc, "/ui/");
+    assert_true(header(&r, "Set-Cookie", cookie, sizeof(cookie)));
+    assert_non_null(strstr(cookie, "; HttpOnly; SameSite=Strict"));
+    assert_true(sscanf(cookie, "pl_session=%64[0-9a-f];", token) == 1);
+    itest_response_free(&r);
+    r = as_browser("GET", "/ui/session", token, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(itest_json_str(&r, "role"), "viewer");
+    itest_response_free(&r);
+    /* once only */
+    r = itest_api("GET", path, NULL, NULL);
+    assert_int_equal(r.status, 410);
+    itest_response_free(&r);
+    /* an expired link */
+    r = itest_api("POST", "/ui/links", t.owner_key, NULL);
+    snprintf(path, sizeof(path), "%s", itest_json_str(&r, "path"));
+    itest_response_free(&r);
+    const char *q[1] = {t.id};
+    free(itest_sql(db,
+                   "UPDATE ui_signin_links SET expires_at = now() - interval '1 second'"
+                   " WHERE tenant_id = $1 AND used_at IS NULL RETURNING 1",
+                   1, q));
+    r = itest_api("GET", path, NULL, NULL);
+    assert_int_equal(r.status, 410);
+    itest_response_free(&r);
+    r = itest_api("GET", "/ui/signin/not-a-token", NULL, NULL);
+    assert_int_equal(r.status, 410);
+    itest_response_free(&r);
+    PQfinish(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pages_and_headers),
         cmocka_unit_test(test_unknown_and_redirect),
         cmocka_unit_test(test_sessions),
+        cmocka_unit_test(test_signin_link),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
