@@ -15,6 +15,25 @@ static int ui_random_hex(char out[PL_UI_TOKEN_SIZE])
     return 0;
 }
 
+/* The stored form of a token (its SHA-256); false for text that is no token of ours. */
+static bool ui_token_hash(const char *token, char hash[65])
+{
+    if (!token || strlen(token) != PL_UI_TOKEN_SIZE - 1)
+        return false;
+    pl_sha256_hex(token, strlen(token), hash);
+    return true;
+}
+
+/* who from a row of (key id, tenant id, role, plan); false when the role is unknown. */
+static bool ui_principal_from_row(const PGresult *res, struct pl_principal *who)
+{
+    memset(who, 0, sizeof(*who));
+    snprintf(who->key_id, sizeof(who->key_id), "%s", PQgetvalue(res, 0, 0));
+    snprintf(who->tenant_id, sizeof(who->tenant_id), "%s", PQgetvalue(res, 0, 1));
+    snprintf(who->plan, sizeof(who->plan), "%s", PQgetvalue(res, 0, 3));
+    return pl_auth_role_parse(PQgetvalue(res, 0, 2), &who->role) == 0;
+}
+
 int pl_ui_session_create(PGconn *conn, const struct pl_principal *who, int ttl_s,
                          char token[PL_UI_TOKEN_SIZE], char csrf[PL_UI_TOKEN_SIZE],
                          struct pl_pg_error *err)
@@ -37,10 +56,9 @@ int pl_ui_session_create(PGconn *conn, const struct pl_principal *who, int ttl_s
 int pl_ui_session_get(PGconn *conn, const char *token, struct pl_principal *who,
                       char csrf[PL_UI_TOKEN_SIZE], struct pl_pg_error *err)
 {
-    if (!token || strlen(token) != PL_UI_TOKEN_SIZE - 1)
-        return 0;
     char hash[65];
-    pl_sha256_hex(token, strlen(token), hash);
+    if (!ui_token_hash(token, hash))
+        return 0;
     const char *p[1] = {hash};
     PGresult *res = pl_pg_query_prepared(
         conn, "pl_ui_session_get",
@@ -51,26 +69,18 @@ int pl_ui_session_get(PGconn *conn, const char *token, struct pl_principal *who,
         1, p, err);
     if (!res)
         return -1;
-    int found = PQntuples(res) == 1;
-    if (found) {
-        memset(who, 0, sizeof(*who));
-        snprintf(who->key_id, sizeof(who->key_id), "%s", PQgetvalue(res, 0, 0));
-        snprintf(who->tenant_id, sizeof(who->tenant_id), "%s", PQgetvalue(res, 0, 1));
-        snprintf(who->plan, sizeof(who->plan), "%s", PQgetvalue(res, 0, 3));
+    int found = PQntuples(res) == 1 && ui_principal_from_row(res, who);
+    if (found)
         snprintf(csrf, PL_UI_TOKEN_SIZE, "%s", PQgetvalue(res, 0, 4));
-        if (pl_auth_role_parse(PQgetvalue(res, 0, 2), &who->role) != 0)
-            found = 0;
-    }
     PQclear(res);
     return found;
 }
 
 int pl_ui_session_end(PGconn *conn, const char *token, struct pl_pg_error *err)
 {
-    if (!token || strlen(token) != PL_UI_TOKEN_SIZE - 1)
-        return 0;
     char hash[65];
-    pl_sha256_hex(token, strlen(token), hash);
+    if (!ui_token_hash(token, hash))
+        return 0;
     const char *p[1] = {hash};
     PGresult *res = pl_pg_query(conn,
                                 "UPDATE ui_sessions SET ended_at = now() WHERE token_hash = $1"
@@ -104,10 +114,9 @@ int pl_ui_link_create(PGconn *conn, const struct pl_principal *who, int ttl_s,
 int pl_ui_link_redeem(PGconn *conn, const char *token, struct pl_principal *who,
                       struct pl_pg_error *err)
 {
-    if (!token || strlen(token) != PL_UI_TOKEN_SIZE - 1)
-        return 0;
     char hash[65];
-    pl_sha256_hex(token, strlen(token), hash);
+    if (!ui_token_hash(token, hash))
+        return 0;
     const char *p[1] = {hash};
     /* the UPDATE's condition is the once: of two redeemers one marks it, the other finds
      * it used */
@@ -120,15 +129,7 @@ int pl_ui_link_redeem(PGconn *conn, const char *token, struct pl_principal *who,
         1, p, err);
     if (!res)
         return -1;
-    int found = PQntuples(res) == 1;
-    if (found) {
-        memset(who, 0, sizeof(*who));
-        snprintf(who->key_id, sizeof(who->key_id), "%s", PQgetvalue(res, 0, 0));
-        snprintf(who->tenant_id, sizeof(who->tenant_id), "%s", PQgetvalue(res, 0, 1));
-        snprintf(who->plan, sizeof(who->plan), "%s", PQgetvalue(res, 0, 3));
-        if (pl_auth_role_parse(PQgetvalue(res, 0, 2), &who->role) != 0)
-            found = 0;
-    }
+    int found = PQntuples(res) == 1 && ui_principal_from_row(res, who);
     PQclear(res);
     return found;
 }

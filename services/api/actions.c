@@ -235,16 +235,9 @@ void api_actions_reject(struct pl_http_request *req, struct pl_http_response *re
     case PL_TRANSITION_NOT_FOUND:
         pl_http_error(res, 404, "action not found");
         break;
-    case PL_TRANSITION_CONFLICT: {
-        json_object *o = json_object_new_object();
-        char msg[96]; /* the fixed text and a status of up to 23 bytes */
-        snprintf(msg, sizeof(msg), "cannot reject: the action is %s, not pending_approval",
-                 current);
-        json_object_object_add(o, "error", json_object_new_string(msg));
-        json_object_object_add(o, "status", json_object_new_string(current));
-        pl_http_json(res, 409, o);
+    case PL_TRANSITION_CONFLICT:
+        api_decision_conflict(res, "reject", current);
         break;
-    }
     case PL_TRANSITION_ERROR:
         api_db_error(res, &err);
         break;
@@ -281,6 +274,16 @@ void api_traces_get(struct pl_http_request *req, struct pl_http_response *res)
         pl_http_error(res, 404, "trace not found");
     else
         api_json_owned(res, 200, json);
+}
+
+void api_decision_conflict(struct pl_http_response *res, const char *verb, const char *current)
+{
+    json_object *o = json_object_new_object();
+    char msg[96]; /* the fixed text, a verb of up to 8 bytes and a status of up to 23 */
+    snprintf(msg, sizeof(msg), "cannot %s: the action is %s, not pending_approval", verb, current);
+    json_object_object_add(o, "error", json_object_new_string(msg));
+    json_object_object_add(o, "status", json_object_new_string(current));
+    pl_http_json(res, 409, o);
 }
 
 json_object *api_decision_busy(void)

@@ -77,6 +77,10 @@ void api_json_owned(struct pl_http_response *res, int status, char *json);
 int api_claim_decision(PGconn *conn, const char *tenant_id, const char *id, char current[24],
                        struct pl_pg_error *err);
 
+/** @brief The 409 of a decision ("approve", "reject") on an action that is `current`, not
+ *         pending_approval: {error, status}. */
+void api_decision_conflict(struct pl_http_response *res, const char *verb, const char *current);
+
 /** @brief The 409 body when another decision on an escalation is in progress (approve's
  *         executor is running): {error, status: "pending_approval"} (caller owns it). */
 json_object *api_decision_busy(void);

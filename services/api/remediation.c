@@ -60,37 +60,27 @@ static bool remediation_switch_off(PGconn *conn, const char *tenant_id,
     return !active;
 }
 
-/* Runs remediation `kind` with params on the stored trace: the result JSON (caller frees)
- * and whether the LLM answered, or NULL with the response set (404 trace, 500). */
+/* Runs remediation `kind` with params on trace t: the result JSON (caller frees)
+ * and whether the LLM answered, or NULL with the response set (500, 503). */
 static char *remediation_run(struct pl_http_request *req, struct pl_http_response *res,
-                             PGconn *conn, const char *tenant_id, const char *project_id,
-                             const char *trace_id, enum pl_action_kind kind, json_object *params,
-                             bool *executed)
+                             PGconn *conn, const struct pl_remediation_trace *t,
+                             enum pl_action_kind kind, json_object *params, bool *executed)
 {
     struct pl_service *svc = req->user;
-    struct pl_remediation_trace t;
     struct pl_rule_set rules = {0};
     struct pl_pg_error err;
     char *result = NULL;
-    int found = pl_remediation_trace_load(conn, tenant_id, project_id, trace_id, &t, &err);
-    if (found <= 0) {
-        if (found == 0)
-            pl_http_error(res, 404, "trace not found");
-        else
-            api_db_error(res, &err);
-        return NULL;
-    }
     char why[256];
     struct pl_llm_client *llm = pl_llm_client_new(&svc->cfg, why, sizeof(why));
     if (!llm) {
         pl_error("api: LLM client: %s", why);
         pl_http_error(res, 500, "the LLM client could not be created");
-    } else if (pl_eval_rule_store_load(conn, tenant_id, project_id, &rules, &err) != 0) {
+    } else if (pl_eval_rule_store_load(conn, t->tenant_id, t->project_id, &rules, &err) != 0) {
         api_db_error(res, &err);
     } else {
         bool passed;
         result =
-            pl_remediation_execute(conn, llm, &t, &rules, kind, params, executed, &passed, &err);
+            pl_remediation_execute(conn, llm, t, &rules, kind, params, executed, &passed, &err);
         if (!result) {
             api_db_error(res, &err);
         } else if (!*executed && !pl_running) { /* cut short by shutdown: not a step */
@@ -101,7 +91,6 @@ static char *remediation_run(struct pl_http_request *req, struct pl_http_respons
     }
     pl_llm_client_free(llm);
     pl_rule_set_free(&rules);
-    pl_remediation_trace_free(&t);
     return result;
 }
 
@@ -243,6 +232,7 @@ void api_control_execute(struct pl_http_request *req, struct pl_http_response *r
     snprintf(claim, sizeof(claim), "%s/%s", project, trace);
     bool entered = false;
     int claimed = 0;
+    struct pl_remediation_trace t = {0};
     PGconn *conn = NULL;
     if (!(entered = remediation_enter(req, res)) || !(conn = api_db(req, res)) ||
         !remediation_switch_off(conn, who.tenant_id, res))
@@ -256,9 +246,7 @@ void api_control_execute(struct pl_http_request *req, struct pl_http_response *r
             api_db_error(res, &err);
         goto out;
     }
-    struct pl_remediation_trace t;
     int rc = pl_remediation_trace_load(conn, who.tenant_id, project, trace, &t, &err);
-    pl_remediation_trace_free(&t);
     if (rc == 1 && rule)
         rc = execute_rule_known(conn, who.tenant_id, project, rule, &err);
     if (rc <= 0) {
@@ -283,8 +271,7 @@ void api_control_execute(struct pl_http_request *req, struct pl_http_response *r
         result = strdup("{\"blocked\":true}");
     } else {
         bool executed;
-        result =
-            remediation_run(req, res, conn, who.tenant_id, project, trace, kind, params, &executed);
+        result = remediation_run(req, res, conn, &t, kind, params, &executed);
         if (!result)
             goto out;
         status = executed ? PL_ACTION_EXECUTED : PL_ACTION_FAILED;
@@ -322,6 +309,7 @@ out:
         api_db_release(req, conn);
     if (entered)
         remediation_leave();
+    pl_remediation_trace_free(&t);
     free(result);
     free(payload);
     json_object_put(params);
@@ -363,16 +351,6 @@ static int approve_load(PGconn *conn, const char *tenant_id, const char *id,
     return found;
 }
 
-static void approve_conflict(struct pl_http_response *res, const char *current)
-{
-    json_object *o = json_object_new_object();
-    char msg[96]; /* the fixed text and a status of up to 23 bytes */
-    snprintf(msg, sizeof(msg), "cannot approve: the action is %s, not pending_approval", current);
-    json_object_object_add(o, "error", json_object_new_string(msg));
-    json_object_object_add(o, "status", json_object_new_string(current));
-    pl_http_json(res, 409, o);
-}
-
 void api_actions_approve(struct pl_http_request *req, struct pl_http_response *res)
 {
     struct pl_principal who;
@@ -390,6 +368,7 @@ void api_actions_approve(struct pl_http_request *req, struct pl_http_response *r
     json_object_put(body);
     struct pl_service *svc = req->user;
     struct approve_target a = {0};
+    struct pl_remediation_trace t = {0};
     struct pl_pg_error err;
     char actor[48], *result = NULL, *json = NULL, current[24] = "";
     api_actor(&who, actor, sizeof(actor));
@@ -407,7 +386,7 @@ void api_actions_approve(struct pl_http_request *req, struct pl_http_response *r
         if (claimed < 0)
             api_db_error(res, &err);
         else if (current[0])
-            approve_conflict(res, current);
+            api_decision_conflict(res, "approve", current);
         else
             pl_http_json(res, 409, api_decision_busy());
         goto out;
@@ -421,7 +400,7 @@ void api_actions_approve(struct pl_http_request *req, struct pl_http_response *r
         goto out;
     }
     if (strcmp(a.status, "pending_approval") != 0) {
-        approve_conflict(res, a.status);
+        api_decision_conflict(res, "approve", a.status);
         goto out;
     }
     if (!remediation_switch_off(conn, who.tenant_id, res))
@@ -430,8 +409,16 @@ void api_actions_approve(struct pl_http_request *req, struct pl_http_response *r
     json_object *r;
     if (pl_action_is_remediation(a.intended)) { /* the executor runs the intended step once */
         bool executed;
-        result = remediation_run(req, res, conn, who.tenant_id, a.project_id, a.trace_id,
-                                 a.intended, a.params, &executed);
+        int found_trace =
+            pl_remediation_trace_load(conn, who.tenant_id, a.project_id, a.trace_id, &t, &err);
+        if (found_trace <= 0) {
+            if (found_trace == 0)
+                pl_http_error(res, 404, "trace not found");
+            else
+                api_db_error(res, &err);
+            goto out;
+        }
+        result = remediation_run(req, res, conn, &t, a.intended, a.params, &executed);
         if (!result)
             goto out;
         to = executed ? PL_ACTION_EXECUTED : PL_ACTION_FAILED;
@@ -462,7 +449,7 @@ void api_actions_approve(struct pl_http_request *req, struct pl_http_response *r
         pl_http_error(res, 404, "action not found");
         break;
     case PL_TRANSITION_CONFLICT: /* a reject (or another approve) won the race */
-        approve_conflict(res, current);
+        api_decision_conflict(res, "approve", current);
         break;
     case PL_TRANSITION_ERROR:
         api_db_error(res, &err);
@@ -473,6 +460,7 @@ out:
         pl_action_unclaim(conn, PL_CLAIM_ACTION, id);
     api_db_release(req, conn);
     remediation_leave();
+    pl_remediation_trace_free(&t);
     free(a.trace_id);
     json_object_put(a.params);
     free(result);
