@@ -84,11 +84,25 @@ int pl_action_cursor_decode(enum pl_action_list_kind kind, const char *text,
 /* The keyset: (created_at, id) past the cursor in the list's order; the page is one row
  * longer than asked so the next cursor is only given when more rows follow. The queue's
  * literal status lets the planner use its partial index. */
-#define ACTION_LIST_COLUMNS                                                                        \
-    "SELECT pl_action_json(a)::text, (extract(epoch FROM a.created_at) * 1000000)::bigint, a.id"   \
+#define ACTION_LIST_FROM                                                                           \
+    ", (extract(epoch FROM a.created_at) * 1000000)::bigint, a.id"                                 \
     " FROM control_actions a WHERE a.tenant_id = $1 AND ($2::uuid IS NULL OR a.project_id = $2)"   \
     " AND ($3::text IS NULL OR a.status = $3) AND ($4::text IS NULL OR a.trace_id = $4)"           \
     " AND ($5::uuid IS NULL OR a.policy_id = $5)"
+#define ACTION_LIST_COLUMNS "SELECT pl_action_json(a)::text" ACTION_LIST_FROM
+/* A reviewer decides from the queue alone: each escalation also carries its policy's name,
+ * the trace (input, output, error, model) and the steps taken on it before (their outputs). */
+#define ACTION_QUEUE_COLUMNS                                                                       \
+    "SELECT (pl_action_json(a)::jsonb || jsonb_build_object("                                      \
+    "   'policy_name', (SELECT p.name FROM policies p WHERE p.id = a.policy_id),"                  \
+    "   'trace', (SELECT json_build_object('input', t.input, 'output', t.output,"                  \
+    "     'error', t.error, 'model', t.model) FROM traces t WHERE t.tenant_id = a.tenant_id"       \
+    "     AND t.project_id = a.project_id AND t.id = a.trace_id),"                                 \
+    "   'history', coalesce((SELECT json_agg(json_build_object('id', h.id, 'attempt', h.attempt,"  \
+    "     'action_type', h.action_type, 'status', h.status, 'result', h.result)"                   \
+    "     ORDER BY h.attempt) FROM control_actions h WHERE h.project_id = a.project_id"            \
+    "     AND h.trace_id = a.trace_id AND h.attempt < a.attempt), "                                \
+    "'[]'::json)))::text" ACTION_LIST_FROM
 #define ACTION_AFTER(op)                                                                           \
     " AND ($6::bigint IS NULL OR (a.created_at, a.id) " op                                         \
     " (timestamptz 'epoch' + $6::bigint * interval '1 microsecond', $7::uuid))"
@@ -96,7 +110,7 @@ int pl_action_cursor_decode(enum pl_action_list_kind kind, const char *text,
 static const char *const action_list_sql[] = {
     [PL_ACTION_LIST_NEWEST] =
         ACTION_LIST_COLUMNS ACTION_AFTER("<") " ORDER BY a.created_at DESC, a.id DESC LIMIT $8",
-    [PL_ACTION_LIST_QUEUE] = ACTION_LIST_COLUMNS
+    [PL_ACTION_LIST_QUEUE] = ACTION_QUEUE_COLUMNS
     " AND a.status = 'pending_approval'" ACTION_AFTER(">") " ORDER BY a.created_at, a.id LIMIT $8",
 };
 

@@ -41,6 +41,29 @@ int pl_audit_append(PGconn *conn, const char *tenant_id, const char *actor, cons
     return rc;
 }
 
+int pl_audit_list(PGconn *conn, const char *tenant_id, const char *actor, const char *action,
+                  const char *target, const char *before, long long limit, char **json,
+                  struct pl_pg_error *err)
+{
+    char lim[24], more[24];
+    snprintf(lim, sizeof(lim), "%lld", limit);
+    snprintf(more, sizeof(more), "%lld", limit + 1); /* one more: is there an older page? */
+    const char *params[7] = {tenant_id, actor, action, target, before, more, lim};
+    return pl_pg_query_text(
+        conn,
+        "SELECT '{\"items\":[' || coalesce(string_agg(row_to_json(x)::text, ','"
+        "   ORDER BY x.id DESC) FILTER (WHERE p.n <= $7), '') || '],\"next_before\":'"
+        " || CASE WHEN count(*) > $7 THEN (min(x.id) FILTER (WHERE p.n <= $7))::text"
+        "   ELSE 'null' END || '}'"
+        " FROM (SELECT a.*, row_number() OVER (ORDER BY a.id DESC) AS n FROM (SELECT a.id,"
+        "   a.actor, a.action, a.target, a.detail, pl_ts(a.at) AS at, a.hash FROM audit_log a"
+        "   WHERE a.tenant_id = $1 AND ($2::text IS NULL OR a.actor = $2)"
+        "   AND ($3::text IS NULL OR a.action = $3) AND ($4::text IS NULL OR a.target = $4)"
+        "   AND ($5::bigint IS NULL OR a.id < $5) ORDER BY a.id DESC LIMIT $6) a) p,"
+        " LATERAL (SELECT p.id, p.actor, p.action, p.target, p.detail, p.at, p.hash) x",
+        7, params, json, err);
+}
+
 long long pl_audit_verify(PGconn *conn, const char *tenant_id, char *err, size_t errsz)
 {
     const char *params[1] = {tenant_id};

@@ -25,6 +25,16 @@ int pl_audit_write(PGconn *conn, const char *sql, int nparams, const char *const
                    int on_unique, char **json, struct pl_pg_error *err);
 
 /**
+ * @brief A page of the tenant's entries, newest first: {items:[{id, actor, action, target,
+ *        detail, at, hash}], next_before} (next_before: pass as before for the older page, or
+ *        null). actor, action, target (exact) and before (an entry id) filter when not NULL.
+ * @returns 1, or -1 with err.
+ */
+int pl_audit_list(PGconn *conn, const char *tenant_id, const char *actor, const char *action,
+                  const char *target, const char *before, long long limit, char **json,
+                  struct pl_pg_error *err);
+
+/**
  * @brief Recomputes the tenant's chain in C (independently of the SQL that wrote it).
  * @returns the number of entries checked, or -1 with the first broken entry named in err.
  */

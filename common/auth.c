@@ -72,6 +72,7 @@ static bool auth_key_wellformed(const char *key)
 enum pl_auth_result pl_auth_resolve(struct pl_pg_pool *pool, const char *authorization, int ttl_ms,
                                     struct pl_principal *out, struct pl_pg_error *err)
 {
+    memset(out, 0, sizeof(*out)); /* a key has no user: those fields stay empty */
     if (!authorization || strncmp(authorization, "Bearer ", 7) != 0)
         return PL_AUTH_INVALID;
     const char *key = authorization + 7;

@@ -12,11 +12,21 @@ enum pl_role { PL_ROLE_OWNER = 1, PL_ROLE_MEMBER = 2, PL_ROLE_VIEWER = 4 };
 #define PL_ROLES_ANY   (PL_ROLE_OWNER | PL_ROLE_MEMBER | PL_ROLE_VIEWER)
 #define PL_ROLES_WRITE (PL_ROLE_OWNER | PL_ROLE_MEMBER)
 
+/** The longest dashboard user name a trusted auth proxy may send. */
+#define PL_USER_NAME_MAX 64
+
+/** Room for an actor as audit entries and events record it ("key:<uuid>", "user:<name>"). */
+#define PL_ACTOR_SIZE 80
+
+/* Who is calling: an API key, or a dashboard user a trusted auth proxy signed in (then
+ * key_id is empty and user_id/user_name are set). */
 struct pl_principal {
     char key_id[37];
     char tenant_id[37];
     char plan[16];
     enum pl_role role;
+    char user_id[37];
+    char user_name[PL_USER_NAME_MAX + 1];
 };
 
 #define PL_API_KEY_LEN 51 /* "pl_" + 48 hex characters */

@@ -1,5 +1,7 @@
 #include "cluster_store.h"
 
+#include "audit.h"
+
 #include "log.h"
 #include "util.h"
 
@@ -331,33 +333,106 @@ out:
     return events;
 }
 
+/* The columns of a cluster as the API shows it, for a row c of failure_clusters: trend_24h
+ * counts the members that joined in each of the last 24 hours (oldest first, the current hour
+ * last), and deployment_id/status name the newest proposal made for the cluster. */
+#define CLUSTER_COLUMNS                                                                            \
+    "c.id, c.signature, c.template AS error_message, c.error_type, c.count,"                       \
+    " pl_ts(c.first_seen) AS first_seen, pl_ts(c.last_seen) AS last_seen, c.project_id,"           \
+    " c.status, (SELECT json_agg(coalesce(h.n, 0) ORDER BY g.i) FROM generate_series(0, 23) g(i)"  \
+    "   LEFT JOIN (SELECT 23 - (extract(epoch FROM date_trunc('hour', now())"                      \
+    "       - date_trunc('hour', m.added_at)) / 3600)::int AS i, count(*) AS n"                    \
+    "     FROM cluster_members m WHERE m.cluster_id = c.id"                                        \
+    "     AND m.added_at >= date_trunc('hour', now()) - interval '23 hours' GROUP BY 1) h"         \
+    "   ON h.i = g.i) AS trend_24h,"                                                               \
+    " d.id AS deployment_id, d.status AS deployment_status,"                                       \
+    " coalesce((SELECT json_agg(m.trace_id ORDER BY m.trace_id) FROM"                              \
+    "   (SELECT trace_id FROM cluster_members WHERE cluster_id = c.id"                             \
+    "    ORDER BY trace_id LIMIT 5) m), '[]'::json) AS sample_ids"
+#define CLUSTER_DEPLOYMENT                                                                         \
+    " LEFT JOIN LATERAL (SELECT id, status FROM prompt_deployments WHERE cluster_id = c.id"        \
+    "   ORDER BY created_at DESC LIMIT 1) d ON true"
+
 char *pl_cluster_store_list(PGconn *conn, const char *tenant_id, const char *project_id,
-                            const char *from, const char *to, long long limit,
-                            struct pl_pg_error *err)
+                            const char *status, const char *from, const char *to, long long limit,
+                            long long offset, struct pl_pg_error *err)
 {
-    char lim[24];
+    char lim[24], more[24], off[24];
     snprintf(lim, sizeof(lim), "%lld", limit);
-    const char *params[5] = {tenant_id, project_id, from, to, lim};
+    snprintf(more, sizeof(more), "%lld", limit + 1); /* one more: is there a next page? */
+    snprintf(off, sizeof(off), "%lld", offset);
+    const char *params[8] = {tenant_id, project_id, from, to, more, status, off, lim};
     PGresult *res = pl_pg_query(
         conn,
-        "SELECT '{\"clusters\":[' || coalesce(string_agg(row_to_json(x)::text, ','"
-        "   ORDER BY x.last_seen DESC, x.signature), '') || ']}'"
-        " FROM (SELECT c.signature, c.template AS error_message, c.error_type, c.count,"
-        "   pl_ts(c.first_seen) AS first_seen, pl_ts(c.last_seen) AS last_seen,"
-        "   c.project_id, coalesce((SELECT json_agg(m.trace_id ORDER BY m.trace_id) FROM"
-        "     (SELECT trace_id FROM cluster_members WHERE cluster_id = c.id"
-        "      ORDER BY trace_id LIMIT 5) m), '[]'::json) AS sample_ids"
-        "   FROM failure_clusters c WHERE c.tenant_id = $1"
-        "   AND ($2::uuid IS NULL OR c.project_id = $2)"
-        "   AND ($3::timestamptz IS NULL OR c.last_seen >= $3)"
-        "   AND ($4::timestamptz IS NULL OR c.last_seen <= $4)"
-        "   ORDER BY c.last_seen DESC, c.signature LIMIT $5) x",
-        5, params, err);
+        "SELECT '{\"clusters\":[' || coalesce(string_agg(x.j, ',' ORDER BY x.n)"
+        "   FILTER (WHERE x.n <= $8), '') || '],\"next_offset\":'"
+        " || CASE WHEN count(*) > $8 THEN ($7 + $8)::text ELSE 'null' END || '}'"
+        " FROM (SELECT row_number() OVER (ORDER BY y.last_seen DESC, y.signature) AS n,"
+        "   row_to_json(y)::text AS j FROM (SELECT " CLUSTER_COLUMNS
+        "   FROM (SELECT * FROM failure_clusters c WHERE c.tenant_id = $1"
+        "     AND ($2::uuid IS NULL OR c.project_id = $2)"
+        "     AND ($3::timestamptz IS NULL OR c.last_seen >= $3)"
+        "     AND ($4::timestamptz IS NULL OR c.last_seen <= $4)"
+        "     AND ($6::text IS NULL OR c.status = $6)"
+        "     ORDER BY c.last_seen DESC, c.signature LIMIT $5 OFFSET $7) c" CLUSTER_DEPLOYMENT
+        "   ) y) x",
+        8, params, err);
     if (!res)
         return NULL;
     char *json = strdup(PQgetvalue(res, 0, 0));
     PQclear(res);
+    if (!json)
+        snprintf(err->message, sizeof(err->message), "out of memory");
     return json;
+}
+
+int pl_cluster_store_get(PGconn *conn, const char *tenant_id, const char *id, char **json,
+                         struct pl_pg_error *err)
+{
+    const char *params[2] = {tenant_id, id};
+    PGresult *res = pl_pg_query(
+        conn,
+        "SELECT row_to_json(x) FROM (SELECT " CLUSTER_COLUMNS ","
+        " coalesce((SELECT json_agg(t ORDER BY t.created_at DESC, t.id) FROM (SELECT tr.id,"
+        "   tr.model, tr.input, tr.output, tr.error, pl_ts(tr.created_at) AS created_at"
+        "   FROM (SELECT trace_id FROM cluster_members WHERE cluster_id = c.id"
+        "     ORDER BY added_at DESC, trace_id LIMIT 20) m"
+        "   JOIN traces tr ON tr.tenant_id = c.tenant_id AND tr.project_id = c.project_id"
+        "     AND tr.id = m.trace_id) t), '[]'::json) AS samples,"
+        " coalesce((SELECT json_agg(json_build_object('id', p.id, 'status', p.status,"
+        "   'created_at', pl_ts(p.created_at)) ORDER BY p.created_at DESC)"
+        "   FROM prompt_deployments p WHERE p.cluster_id = c.id), '[]'::json) AS deployments"
+        " FROM failure_clusters c" CLUSTER_DEPLOYMENT " WHERE c.tenant_id = $1 AND c.id = $2) x",
+        2, params, err);
+    if (!res)
+        return -1;
+    int found = PQntuples(res) == 1;
+    *json = found ? strdup(PQgetvalue(res, 0, 0)) : NULL;
+    PQclear(res);
+    if (found && !*json) {
+        snprintf(err->message, sizeof(err->message), "out of memory");
+        return -1;
+    }
+    return found;
+}
+
+int pl_cluster_store_set_status(PGconn *conn, const char *tenant_id, const char *id,
+                                const char *status, const char *actor, char **json,
+                                struct pl_pg_error *err)
+{
+    const char *params[3] = {tenant_id, id, status};
+    /* the audit entry records the change; setting the status it already has changes nothing
+     * and writes no entry */
+    int r = pl_audit_write(conn,
+                           "WITH old AS (SELECT status FROM failure_clusters"
+                           "   WHERE tenant_id = $1 AND id = $2 FOR UPDATE)"
+                           " UPDATE failure_clusters c SET status = $3 FROM old"
+                           " WHERE c.tenant_id = $1 AND c.id = $2 AND old.status <> $3"
+                           " RETURNING c.id, json_build_object('from', old.status, 'to', $3)",
+                           3, params, tenant_id, actor, "cluster.status", NULL, 0, NULL, err);
+    if (r < 0)
+        return -1;
+    return pl_cluster_store_get(conn, tenant_id, id, json, err);
 }
 
 int pl_cluster_store_publish_failures(PGconn *conn, const struct pl_cluster_failure *failures,

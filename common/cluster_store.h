@@ -50,13 +50,31 @@ int pl_cluster_store_publish_failures(PGconn *conn, const struct pl_cluster_fail
                                       struct pl_pg_error *err);
 
 /**
- * @brief The API body {clusters:[{signature, error_message, error_type, count, first_seen,
- *        last_seen, sample_ids}]} for a tenant, newest first (by last_seen); project_id, from
- *        and to (ISO timestamps on last_seen) filter when not NULL.
+ * @brief The API body {clusters:[{id, signature, error_message, error_type, count, first_seen,
+ *        last_seen, project_id, status, trend_24h, deployment_id, deployment_status,
+ *        sample_ids}], next_offset} for a tenant, newest first (by last_seen); project_id,
+ *        status and from/to (ISO timestamps on last_seen) filter when not NULL.
  * @returns JSON text (caller frees), or NULL with err.
  */
 char *pl_cluster_store_list(PGconn *conn, const char *tenant_id, const char *project_id,
-                            const char *from, const char *to, long long limit,
-                            struct pl_pg_error *err);
+                            const char *status, const char *from, const char *to, long long limit,
+                            long long offset, struct pl_pg_error *err);
+
+/**
+ * @brief One cluster as listed, plus its newest 20 member traces (samples) and every
+ *        deployment proposed for it, into *json (caller frees).
+ * @returns 1 found, 0 not, -1 with err.
+ */
+int pl_cluster_store_get(PGconn *conn, const char *tenant_id, const char *id, char **json,
+                         struct pl_pg_error *err);
+
+/**
+ * @brief Sets a cluster's triage status (new, acknowledged, resolved) with an audit entry by
+ *        actor (none when it already has it). *json is the cluster afterwards.
+ * @returns 1 done, 0 not found, -1 with err.
+ */
+int pl_cluster_store_set_status(PGconn *conn, const char *tenant_id, const char *id,
+                                const char *status, const char *actor, char **json,
+                                struct pl_pg_error *err);
 
 #endif

@@ -78,6 +78,8 @@ static const struct config_field config_fields[] = {
     INT("abharness", "resume_interval_ms", abharness_resume_interval_ms, 100, 3600000),
     INT("ui", "session_ttl_s", ui_session_ttl_s, 60, 2592000),
     BOOL("ui", "cookie_secure", ui_cookie_secure),
+    STR("ui", "proxy_header", ui_proxy_header, 0, NULL),
+    STR("ui", "proxy_addresses", ui_proxy_addresses, 0, NULL),
     INT("controller", "batch", controller_batch, 1, 1000),
     INT("controller", "sweep_interval_ms", controller_sweep_interval_ms, 50, 3600000),
 };

@@ -57,6 +57,8 @@ struct pl_config {
 
     int ui_session_ttl_s;  /* a dashboard session's lifetime */
     bool ui_cookie_secure; /* mark the session cookie Secure (the dashboard is served over TLS) */
+    char ui_proxy_header[64];     /* the user-name header a trusted auth proxy sets; "" disables */
+    char ui_proxy_addresses[512]; /* comma-separated IPs the proxy header is accepted from */
 
     int controller_batch;             /* failing traces handled together (LLM calls overlap) */
     int controller_sweep_interval_ms; /* how often to resume kept actions and time out escalations

@@ -147,6 +147,8 @@ static int deploy_announce(PGconn *conn, const char *tenant_id, const char *proj
     json_object_object_add(detail, "from", from_name ? json_object_new_string(from_name) : NULL);
     json_object_object_add(detail, "to", json_object_new_string(to_name));
     json_object_object_add(detail, "role", json_object_new_string(actor_name));
+    /* the share of users served the deployment's version after the move (the chart's canary) */
+    json_object_object_add(detail, "rollout_pct", json_object_new_int64(rollout));
     if (reason)
         json_object_object_add(detail, "reason", json_object_new_string(reason));
     const char *detail_text = json_object_to_json_string_ext(

@@ -31,6 +31,63 @@ char *pl_deploy_store_list(PGconn *conn, const char *tenant_id, const char *stat
     return json;
 }
 
+int pl_deploy_store_series(PGconn *conn, const char *tenant_id, const char *id, char **json,
+                           struct pl_pg_error *err)
+{
+    const char *params[2] = {id, tenant_id};
+    /* up to 60 buckets of equal width over the shipped version's observations */
+    return pl_pg_query_text(
+        conn,
+        "WITH o AS (SELECT observed_at, passed FROM monitor_observations"
+        "   WHERE deployment_id = $1 AND arm = 'shipped'),"
+        " w AS (SELECT min(observed_at) AS lo,"
+        "   greatest(extract(epoch FROM max(observed_at) - min(observed_at)) / 60, 1) AS width"
+        "   FROM o),"
+        " b AS (SELECT least(floor(extract(epoch FROM o.observed_at - w.lo) / w.width), 59)::int"
+        "   AS k, count(*) AS n, count(*) FILTER (WHERE o.passed) AS p FROM o, w GROUP BY 1)"
+        " SELECT json_build_object("
+        "   'deployment_id', d.id, 'status', d.status, 'shipped_at', pl_ts(d.shipped_at),"
+        "   'rolled_back_at', pl_ts(d.rolled_back_at),"
+        "   'baseline_pass_rate', (d.monitor_report->'baseline'->>'pass_rate')::float8,"
+        "   'decision', (SELECT CASE"
+        "     WHEN s.regressed_at IS NOT NULL"
+        "       THEN json_build_object('at', pl_ts(s.regressed_at), 'kind', 'regressed')"
+        "     WHEN s.promote_at IS NOT NULL"
+        "       THEN json_build_object('at', pl_ts(s.promote_at), 'kind', 'promoted') END"
+        "     FROM monitor_state s WHERE s.deployment_id = d.id),"
+        "   'rollout', coalesce((SELECT json_agg(json_build_object('at', pl_ts(a.at),"
+        "       'rollout_pct', (a.detail->>'rollout_pct')::int) ORDER BY a.id)"
+        "     FROM audit_log a WHERE a.tenant_id = d.tenant_id AND a.target = d.id::text"
+        "     AND a.detail ? 'rollout_pct'), '[]'::json),"
+        "   'points', coalesce((SELECT json_agg(json_build_object("
+        "       'at', pl_ts(w.lo + b.k * w.width * interval '1 second'), 'traces', b.n,"
+        "       'passed', b.p, 'pass_rate', b.p::float8 / b.n) ORDER BY b.k) FROM b, w),"
+        "     '[]'::json))::text"
+        " FROM prompt_deployments d WHERE d.id = $1 AND d.tenant_id = $2",
+        2, params, json, err);
+}
+
+int pl_deploy_store_alerts(PGconn *conn, const char *tenant_id, const char *project_id, char **json,
+                           struct pl_pg_error *err)
+{
+    const char *params[2] = {tenant_id, project_id};
+    return pl_pg_query_text(
+        conn,
+        "SELECT json_build_object('regressions', coalesce((SELECT json_agg(json_build_object("
+        "     'deployment_id', d.id, 'project_id', d.project_id, 'status', d.status,"
+        "     'at', pl_ts(d.updated_at), 'auto', d.status = 'rolled_back')"
+        "     ORDER BY d.updated_at DESC) FROM (SELECT * FROM prompt_deployments d"
+        "     WHERE d.tenant_id = $1 AND ($2::uuid IS NULL OR d.project_id = $2)"
+        "     AND d.status IN ('regressed', 'rolled_back')"
+        "     AND (d.status = 'regressed' OR (d.approved_by = 'system:auto_rollback'"
+        "       AND d.rolled_back_at > now() - interval '24 hours'))"
+        "     ORDER BY d.updated_at DESC LIMIT 20) d), '[]'::json),"
+        "   'killswitch', json_build_object('active', coalesce(k.active, false),"
+        "     'updated_by', k.updated_by, 'updated_at', pl_ts(k.updated_at)))::text"
+        " FROM (SELECT 1) one LEFT JOIN control_killswitch k ON k.tenant_id = $1",
+        2, params, json, err);
+}
+
 int pl_deploy_store_get(PGconn *conn, const char *tenant_id, const char *id, char **json,
                         struct pl_pg_error *err)
 {

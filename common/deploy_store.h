@@ -20,4 +20,21 @@ char *pl_deploy_store_list(PGconn *conn, const char *tenant_id, const char *stat
 int pl_deploy_store_get(PGconn *conn, const char *tenant_id, const char *id, char **json,
                         struct pl_pg_error *err);
 
+/**
+ * @brief The live-metric chart of a deployment: {deployment_id, status, shipped_at,
+ *        rolled_back_at, baseline_pass_rate, decision {at, kind} or null, rollout [{at,
+ *        rollout_pct}], points [{at, traces, passed, pass_rate}]} (up to 60 buckets over the
+ *        shipped version's live traces). @returns 1, 0 not found, -1 with err.
+ */
+int pl_deploy_store_series(PGconn *conn, const char *tenant_id, const char *id, char **json,
+                           struct pl_pg_error *err);
+
+/**
+ * @brief The dashboard's banners: {regressions: deployments regressed now or rolled back by
+ *        system:auto_rollback in the last 24 h (project_id filters when not NULL), killswitch:
+ *        {active, updated_by, updated_at}}. @returns 1, -1 with err.
+ */
+int pl_deploy_store_alerts(PGconn *conn, const char *tenant_id, const char *project_id, char **json,
+                           struct pl_pg_error *err);
+
 #endif

@@ -123,6 +123,22 @@ const char *pl_http_header(const struct pl_http_request *req, const char *name)
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
+bool pl_http_peer(const struct pl_http_request *req, char *out, size_t outsz)
+{
+    const union MHD_ConnectionInfo *info =
+        req->conn ? MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS) : NULL;
+    const struct sockaddr *sa = info ? info->client_addr : NULL;
+    if (!sa)
+        return false;
+    if (sa->sa_family == AF_INET)
+        return inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
+                         (socklen_t)outsz) != NULL;
+    if (sa->sa_family == AF_INET6)
+        return inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
+                         (socklen_t)outsz) != NULL;
+    return false;
+}
+
 struct query_check {
     const char *const *allowed;
     const char *unknown;

@@ -4,6 +4,7 @@
 #define PL_HTTP_H
 
 #include <json-c/json.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #define PL_HTTP_MAX_PARAMS 4
@@ -64,6 +65,9 @@ const char *pl_http_query(const struct pl_http_request *req, const char *name);
 
 /** @brief A request header value, or NULL when absent. */
 const char *pl_http_header(const struct pl_http_request *req, const char *name);
+
+/** @brief The client's IP address as text (IPv4 or IPv6). @returns false when unknown. */
+bool pl_http_peer(const struct pl_http_request *req, char *out, size_t outsz);
 
 /**
  * @brief Fails (returns the name) when the query has a parameter not in the NULL-terminated

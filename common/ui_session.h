@@ -1,4 +1,5 @@
-/* Dashboard sessions (table ui_sessions): created by signing in with an API key, held by the
+/* Dashboard sessions (table ui_sessions): created by signing in with an API key (or as a user
+ * a trusted auth proxy names, table ui_users), held by the
  * browser as a random token in an HttpOnly cookie (only its SHA-256 is stored), ended by
  * signing out or by their expiry. A session acts with its key's tenant and role; a revoked
  * key ends its sessions' rights with it. */
@@ -44,5 +45,12 @@ int pl_ui_link_create(PGconn *conn, const struct pl_principal *who, int ttl_s,
  */
 int pl_ui_link_redeem(PGconn *conn, const char *token, struct pl_principal *who,
                       struct pl_pg_error *err);
+
+/**
+ * @brief Finds an enabled dashboard user by the name a trusted auth proxy sent, and fills who
+ *        with its tenant, plan and role (key_id empty). @returns 1 found, 0 not, -1 with err.
+ */
+int pl_ui_user_find(PGconn *conn, const char *name, struct pl_principal *who,
+                    struct pl_pg_error *err);
 
 #endif

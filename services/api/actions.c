@@ -190,7 +190,7 @@ void api_actions_reject(struct pl_http_request *req, struct pl_http_response *re
     if (!body)
         return;
     struct pl_service *svc = req->user;
-    char actor[48];
+    char actor[PL_ACTOR_SIZE];
     api_actor(&who, actor, sizeof(actor));
     json_object *result = json_object_new_object();
     json_object_object_add(result, "rejected_by", json_object_new_string(actor));

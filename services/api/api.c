@@ -172,7 +172,10 @@ void api_json_owned(struct pl_http_response *res, int status, char *json)
 
 void api_actor(const struct pl_principal *who, char *buf, size_t bufsz)
 {
-    snprintf(buf, bufsz, "key:%s", who->key_id);
+    if (who->user_name[0])
+        snprintf(buf, bufsz, "user:%s", who->user_name);
+    else
+        snprintf(buf, bufsz, "key:%s", who->key_id);
 }
 
 bool api_authorize_id(struct pl_http_request *req, struct pl_http_response *res, unsigned roles,

@@ -85,11 +85,18 @@ void api_decision_conflict(struct pl_http_response *res, const char *verb, const
  *         executor is running): {error, status: "pending_approval"} (caller owns it). */
 json_object *api_decision_busy(void);
 
-/** @brief Actor id for audit and approved_by: "key:<uuid>". */
+/** @brief Actor id for audit entries and events: "key:<uuid>", or "user:<name>" for a
+ *         dashboard user signed in by a trusted auth proxy. */
 void api_actor(const struct pl_principal *who, char *buf, size_t bufsz);
 
 void api_deployments_list(struct pl_http_request *req, struct pl_http_response *res);
 void api_deployments_get(struct pl_http_request *req, struct pl_http_response *res);
+void api_deployments_series(struct pl_http_request *req, struct pl_http_response *res);
+void api_alerts(struct pl_http_request *req, struct pl_http_response *res);
+void api_audit_list(struct pl_http_request *req, struct pl_http_response *res);
+void api_audit_verify(struct pl_http_request *req, struct pl_http_response *res);
+void api_clusters_get(struct pl_http_request *req, struct pl_http_response *res);
+void api_clusters_update(struct pl_http_request *req, struct pl_http_response *res);
 void api_deployments_approve(struct pl_http_request *req, struct pl_http_response *res);
 void api_deployments_reject(struct pl_http_request *req, struct pl_http_response *res);
 void api_deployments_rollback(struct pl_http_request *req, struct pl_http_response *res);

@@ -41,7 +41,7 @@ static void control_killswitch_set(struct pl_http_request *req, struct pl_http_r
     if (!api_authorize(req, res, PL_ROLE_OWNER, true, &who) ||
         !api_query_params(req, res, (const char *const[]){NULL}, NULL))
         return;
-    char actor[48];
+    char actor[PL_ACTOR_SIZE];
     api_actor(&who, actor, sizeof(actor));
     PGconn *conn = api_db(req, res);
     if (!conn)

@@ -52,6 +52,35 @@ void api_deployments_get(struct pl_http_request *req, struct pl_http_response *r
     api_get_one(req, res, PL_ROLES_ANY, true, pl_deploy_store_get, "deployment");
 }
 
+/* GET .../{id}/series: the post-ship chart's data (live pass rate, baseline, decision,
+ * rollout). */
+void api_deployments_series(struct pl_http_request *req, struct pl_http_response *res)
+{
+    api_get_one(req, res, PL_ROLES_ANY, true, pl_deploy_store_series, "deployment");
+}
+
+/* GET /v1/alerts: what the dashboard's banners show (regressions, the kill switch). */
+void api_alerts(struct pl_http_request *req, struct pl_http_response *res)
+{
+    struct pl_principal who;
+    static const char *const allowed[] = {"project_id", NULL};
+    const char *project = NULL;
+    if (!api_authorize(req, res, PL_ROLES_ANY, false, &who) ||
+        !api_query_params(req, res, allowed, &project))
+        return;
+    PGconn *conn = api_db(req, res);
+    if (!conn)
+        return;
+    struct pl_pg_error err;
+    char *json = NULL;
+    int r = pl_deploy_store_alerts(conn, who.tenant_id, project, &json, &err);
+    api_db_release(req, conn);
+    if (r < 0)
+        api_db_error(res, &err);
+    else
+        api_json_owned(res, 200, json);
+}
+
 /* Applies an owner's move through the guarded transition and maps the outcome to HTTP. */
 static void deployments_move(struct pl_http_request *req, struct pl_http_response *res,
                              const struct pl_principal *who, enum pl_deploy_status to,
@@ -63,7 +92,7 @@ static void deployments_move(struct pl_http_request *req, struct pl_http_respons
         return;
     }
     struct pl_service *svc = req->user;
-    char actor[48];
+    char actor[PL_ACTOR_SIZE];
     api_actor(who, actor, sizeof(actor));
     struct pl_deploy_change ch = {
         .tenant_id = who->tenant_id,
@@ -71,7 +100,10 @@ static void deployments_move(struct pl_http_request *req, struct pl_http_respons
         .to = to,
         .actor = PL_ACTOR_OWNER,
         .actor_id = actor,
-        .approved_by = to == PL_DEPLOY_SHIPPED ? who->key_id : NULL,
+        /* the seed's "your user ID": the signed-in user, else the key */
+        .approved_by = to != PL_DEPLOY_SHIPPED ? NULL
+                       : who->user_name[0]     ? who->user_name
+                                               : who->key_id,
         .rejection_reason = reason,
         .events_topic = svc->cfg.kafka_topic_deployments,
         .hook = to == PL_DEPLOY_SHIPPED       ? pl_registry_ship_hook
@@ -113,7 +145,7 @@ static void deployments_move(struct pl_http_request *req, struct pl_http_respons
     }
 }
 
-/* Approve and rollback take no body: anything but an empty one or {} is refused. */
+/* Approve takes no body: anything but an empty one or {} is refused. */
 static bool deployments_no_body(struct pl_http_request *req, struct pl_http_response *res)
 {
     char why[256];
@@ -129,25 +161,11 @@ static bool deployments_no_body(struct pl_http_request *req, struct pl_http_resp
     return empty;
 }
 
-void api_deployments_approve(struct pl_http_request *req, struct pl_http_response *res)
+/* Reject and rollback take an optional {"reason"}, kept on the deployment and in the audit
+ * entry (the dashboard always asks for one). Moves the deployment when the body is valid. */
+static void deployments_move_with_reason(struct pl_http_request *req, struct pl_http_response *res,
+                                         const struct pl_principal *who, enum pl_deploy_status to)
 {
-    struct pl_principal who;
-    if (api_authorize(req, res, PL_ROLE_OWNER, true, &who) && deployments_no_body(req, res))
-        deployments_move(req, res, &who, PL_DEPLOY_SHIPPED, NULL);
-}
-
-void api_deployments_rollback(struct pl_http_request *req, struct pl_http_response *res)
-{
-    struct pl_principal who;
-    if (api_authorize(req, res, PL_ROLE_OWNER, true, &who) && deployments_no_body(req, res))
-        deployments_move(req, res, &who, PL_DEPLOY_ROLLED_BACK, NULL);
-}
-
-void api_deployments_reject(struct pl_http_request *req, struct pl_http_response *res)
-{
-    struct pl_principal who;
-    if (!api_authorize(req, res, PL_ROLE_OWNER, true, &who))
-        return;
     char why[256];
     json_object *body = pl_param_json_object(req->body, req->body_len, true, why, sizeof(why));
     if (!body) {
@@ -164,8 +182,32 @@ void api_deployments_reject(struct pl_http_request *req, struct pl_http_response
         return;
     }
     json_object *reason;
-    deployments_move(
-        req, res, &who, PL_DEPLOY_REJECTED,
-        json_object_object_get_ex(body, "reason", &reason) ? json_object_get_string(reason) : "");
+    bool given = json_object_object_get_ex(body, "reason", &reason);
+    /* a rollback without a reason keeps the deployment's earlier text */
+    deployments_move(req, res, who, to,
+                     given                      ? json_object_get_string(reason)
+                     : to == PL_DEPLOY_REJECTED ? ""
+                                                : NULL);
     json_object_put(body);
+}
+
+void api_deployments_approve(struct pl_http_request *req, struct pl_http_response *res)
+{
+    struct pl_principal who;
+    if (api_authorize(req, res, PL_ROLE_OWNER, true, &who) && deployments_no_body(req, res))
+        deployments_move(req, res, &who, PL_DEPLOY_SHIPPED, NULL);
+}
+
+void api_deployments_rollback(struct pl_http_request *req, struct pl_http_response *res)
+{
+    struct pl_principal who;
+    if (api_authorize(req, res, PL_ROLE_OWNER, true, &who))
+        deployments_move_with_reason(req, res, &who, PL_DEPLOY_ROLLED_BACK);
+}
+
+void api_deployments_reject(struct pl_http_request *req, struct pl_http_response *res)
+{
+    struct pl_principal who;
+    if (api_authorize(req, res, PL_ROLE_OWNER, true, &who))
+        deployments_move_with_reason(req, res, &who, PL_DEPLOY_REJECTED);
 }

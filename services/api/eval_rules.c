@@ -115,7 +115,7 @@ void api_eval_rules_create(struct pl_http_request *req, struct pl_http_response 
         json_object_put(body);
         return;
     }
-    char actor[48];
+    char actor[PL_ACTOR_SIZE];
     api_actor(&who, actor, sizeof(actor));
     struct pl_pg_error err;
     char *json = NULL;
@@ -172,7 +172,7 @@ void api_eval_rules_update(struct pl_http_request *req, struct pl_http_response 
         for (size_t i = 0; i < 4; i++)
             json_object_object_del(merged, ignored[i]);
         if (rule_valid(merged, res)) {
-            char actor[48];
+            char actor[PL_ACTOR_SIZE];
             api_actor(&who, actor, sizeof(actor));
             int r = pl_eval_rule_store_update(
                 conn, who.tenant_id, req->params[0], actor,
@@ -199,7 +199,7 @@ void api_eval_rules_delete(struct pl_http_request *req, struct pl_http_response 
     PGconn *conn = api_db(req, res);
     if (!conn)
         return;
-    char actor[48];
+    char actor[PL_ACTOR_SIZE];
     api_actor(&who, actor, sizeof(actor));
     struct pl_pg_error err;
     int r = pl_eval_rule_store_delete(conn, who.tenant_id, req->params[0], actor, &err);

@@ -415,7 +415,7 @@ void api_policies_create(struct pl_http_request *req, struct pl_http_response *r
     PGconn *conn = api_db(req, res);
     if (!conn)
         goto out;
-    char actor[48];
+    char actor[PL_ACTOR_SIZE];
     api_actor(&who, actor, sizeof(actor));
     struct pl_pg_error err;
     char *json = NULL;
@@ -480,7 +480,7 @@ static enum pl_policy_result policy_update_once(struct pl_http_request *req,
         json_object_object_del(merged, policy_fixed[i]);
     if (!policy_valid(merged, res))
         goto out;
-    char actor[48];
+    char actor[PL_ACTOR_SIZE];
     api_actor(who, actor, sizeof(actor));
     char *json = NULL;
     r = pl_policy_store_update(conn, who->tenant_id, req->params[0], actor, policy_text(merged),
@@ -547,7 +547,7 @@ void api_policies_delete(struct pl_http_request *req, struct pl_http_response *r
     PGconn *conn = api_db(req, res);
     if (!conn)
         return;
-    char actor[48];
+    char actor[PL_ACTOR_SIZE];
     api_actor(&who, actor, sizeof(actor));
     struct pl_pg_error err;
     enum pl_policy_result r =

@@ -142,7 +142,7 @@ void api_projects_create(struct pl_http_request *req, struct pl_http_response *r
         json_object_put(body);
         return;
     }
-    char actor[48];
+    char actor[PL_ACTOR_SIZE];
     api_actor(&who, actor, sizeof(actor));
     struct pl_pg_error err;
     char *json = NULL;
@@ -175,7 +175,7 @@ void api_projects_update(struct pl_http_request *req, struct pl_http_response *r
         json_object_put(body);
         return;
     }
-    char actor[48];
+    char actor[PL_ACTOR_SIZE];
     api_actor(&who, actor, sizeof(actor));
     struct pl_pg_error err;
     char *json = NULL;

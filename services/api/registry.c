@@ -453,7 +453,7 @@ void api_prompts_create(struct pl_http_request *req, struct pl_http_response *re
     PGconn *conn = api_db(req, res);
     if (!conn)
         goto out;
-    char actor[48];
+    char actor[PL_ACTOR_SIZE];
     api_actor(&who, actor, sizeof(actor));
     prompts_create_tx(conn, res, who.tenant_id, actor, project_id, json_object_get_string(name),
                       manifest, alias);
@@ -593,7 +593,7 @@ void api_prompt_versions_create(struct pl_http_request *req, struct pl_http_resp
     PGconn *conn = api_db(req, res);
     if (!conn)
         goto out;
-    char actor[48];
+    char actor[PL_ACTOR_SIZE];
     api_actor(&who, actor, sizeof(actor));
     versions_create_tx(conn, res, who.tenant_id, actor, req->params[0], manifest, alias);
     api_db_release(req, conn);
@@ -727,7 +727,7 @@ void api_environment_deploy(struct pl_http_request *req, struct pl_http_response
     PGconn *conn;
     if ((prompt_id = registry_uuid_member(body, "prompt_id", res)) &&
         (version_id = registry_uuid_member(body, "version_id", res)) && (conn = api_db(req, res))) {
-        char actor[48];
+        char actor[PL_ACTOR_SIZE];
         api_actor(&who, actor, sizeof(actor));
         deploy_tx(conn, res, who.tenant_id, actor, req->params[0], prompt_id, version_id);
         api_db_release(req, conn);

@@ -525,7 +525,7 @@ void api_truefoundry_tags(struct pl_http_request *req, struct pl_http_response *
     bool force;
     PGconn *conn;
     if (tf_tags_body(body, res, &version_id, &tags, &force) && (conn = api_db(req, res))) {
-        char actor[48];
+        char actor[PL_ACTOR_SIZE];
         api_actor(&who, actor, sizeof(actor));
         tf_tags_tx(conn, res, who.tenant_id, actor, version_id,
                    json_object_to_json_string_ext(tags, JSON_C_TO_STRING_PLAIN |

@@ -276,7 +276,7 @@ void api_control_execute(struct pl_http_request *req, struct pl_http_response *r
             goto out;
         status = executed ? PL_ACTION_EXECUTED : PL_ACTION_FAILED;
     }
-    char actor[48];
+    char actor[PL_ACTOR_SIZE];
     api_actor(&who, actor, sizeof(actor));
     struct pl_action_new a = {
         .tenant_id = who.tenant_id,
@@ -370,7 +370,7 @@ void api_actions_approve(struct pl_http_request *req, struct pl_http_response *r
     struct approve_target a = {0};
     struct pl_remediation_trace t = {0};
     struct pl_pg_error err;
-    char actor[48], *result = NULL, *json = NULL, current[24] = "";
+    char actor[PL_ACTOR_SIZE], *result = NULL, *json = NULL, current[24] = "";
     api_actor(&who, actor, sizeof(actor));
     if (!remediation_enter(req, res))
         return;

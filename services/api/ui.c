@@ -84,18 +84,122 @@ static void ui_set_cookie(struct pl_http_request *req, struct pl_http_response *
 static json_object *ui_session_json(const struct pl_principal *who, const char *csrf)
 {
     json_object *o = json_object_new_object();
+    char actor[PL_ACTOR_SIZE];
+    api_actor(who, actor, sizeof(actor));
     json_object_object_add(o, "tenant_id", json_object_new_string(who->tenant_id));
-    json_object_object_add(o, "key_id", json_object_new_string(who->key_id));
+    json_object_object_add(o, "key_id",
+                           who->key_id[0] ? json_object_new_string(who->key_id) : NULL);
+    json_object_object_add(o, "user", json_object_new_string(actor));
+    json_object_object_add(o, "user_name",
+                           who->user_name[0] ? json_object_new_string(who->user_name) : NULL);
     json_object_object_add(o, "role", json_object_new_string(pl_auth_role_name(who->role)));
     json_object_object_add(o, "plan", json_object_new_string(who->plan));
     json_object_object_add(o, "csrf_token", json_object_new_string(csrf));
     return o;
 }
 
+/* Opens a session for who and answers 201 with its cookie. */
+static void ui_open_session(struct pl_http_request *req, struct pl_http_response *res,
+                            const struct pl_principal *who)
+{
+    struct pl_service *svc = req->user;
+    struct pl_pg_error err;
+    PGconn *conn = api_db(req, res);
+    if (!conn)
+        return;
+    char token[PL_UI_TOKEN_SIZE], csrf[PL_UI_TOKEN_SIZE];
+    int rc = pl_ui_session_create(conn, who, svc->cfg.ui_session_ttl_s, token, csrf, &err);
+    api_db_release(req, conn);
+    if (rc != 0) {
+        api_db_error(res, &err);
+        return;
+    }
+    ui_set_cookie(req, res, token, svc->cfg.ui_session_ttl_s);
+    ui_security_headers(res);
+    char actor[PL_ACTOR_SIZE];
+    api_actor(who, actor, sizeof(actor));
+    pl_info("dashboard: %s signed in", actor);
+    pl_http_json(res, 201, ui_session_json(who, csrf));
+}
+
+/* Whether addr is one of the comma-separated addresses in list (spaces around are ignored). */
+static bool ui_address_listed(const char *list, const char *addr)
+{
+    size_t n = strlen(addr);
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t len = strcspn(p, ", ");
+        if (len == n && len > 0 && strncmp(p, addr, n) == 0)
+            return true;
+        p += len;
+    }
+    return false;
+}
+
+/* A user name as a proxy may send it: 1..PL_USER_NAME_MAX printable ASCII, no spaces (an
+ * e-mail address or a login). */
+static bool ui_user_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > PL_USER_NAME_MAX)
+        return false;
+    for (const char *c = name; *c; c++)
+        if (*c <= ' ' || *c > '~')
+            return false;
+    return true;
+}
+
+/* Sign-in as the user a trusted auth proxy names in its header: only when configured, only
+ * from the configured proxy addresses (anyone else could set the header), and only for a
+ * user of ui_users, which gives the tenant and the role. */
+static void ui_sign_in_proxy(struct pl_http_request *req, struct pl_http_response *res)
+{
+    struct pl_service *svc = req->user;
+    char peer[64];
+    if (!svc->cfg.ui_proxy_header[0]) {
+        pl_http_error(res, 400,
+                      "the body must be {\"api_key\": \"pl_...\"} (no auth proxy is "
+                      "configured: ui.proxy_header)");
+        return;
+    }
+    if (!pl_http_peer(req, peer, sizeof(peer)) ||
+        !ui_address_listed(svc->cfg.ui_proxy_addresses, peer)) {
+        pl_http_error(res, 403,
+                      "sign-in by proxy header is accepted only from the configured "
+                      "proxy addresses (ui.proxy_addresses)");
+        return;
+    }
+    const char *name = pl_http_header(req, svc->cfg.ui_proxy_header);
+    if (!name || !ui_user_name_ok(name)) {
+        pl_http_error(res, 401, "the auth proxy sent no valid user name in %s",
+                      svc->cfg.ui_proxy_header);
+        return;
+    }
+    struct pl_principal who;
+    struct pl_pg_error err;
+    PGconn *conn = api_db(req, res);
+    if (!conn)
+        return;
+    int found = pl_ui_user_find(conn, name, &who, &err);
+    api_db_release(req, conn);
+    if (found < 0)
+        api_db_error(res, &err);
+    else if (found == 0)
+        pl_http_error(res, 403, "user %s has no dashboard access (pl-admin user add)", name);
+    else
+        ui_open_session(req, res, &who);
+}
+
 void api_ui_sign_in(struct pl_http_request *req, struct pl_http_response *res)
 {
     char why[256];
-    json_object *body = pl_param_json_object(req->body, req->body_len, false, why, sizeof(why)), *k;
+    json_object *body = pl_param_json_object(req->body, req->body_len, true, why, sizeof(why)), *k;
+    if (body && json_object_object_length(body) == 0) { /* no key: the auth proxy's user */
+        json_object_put(body);
+        ui_sign_in_proxy(req, res);
+        return;
+    }
     if (!body || !json_object_object_get_ex(body, "api_key", &k) ||
         !json_object_is_type(k, json_type_string) || json_object_object_length(body) != 1) {
         pl_http_error(res, 400, "%s", body ? "the body must be {\"api_key\": \"pl_...\"}" : why);
@@ -119,20 +223,7 @@ void api_ui_sign_in(struct pl_http_request *req, struct pl_http_response *res)
         api_db_error(res, &err);
         return;
     }
-    PGconn *conn = api_db(req, res);
-    if (!conn)
-        return;
-    char token[PL_UI_TOKEN_SIZE], csrf[PL_UI_TOKEN_SIZE];
-    int rc = pl_ui_session_create(conn, &who, svc->cfg.ui_session_ttl_s, token, csrf, &err);
-    api_db_release(req, conn);
-    if (rc != 0) {
-        api_db_error(res, &err);
-        return;
-    }
-    ui_set_cookie(req, res, token, svc->cfg.ui_session_ttl_s);
-    ui_security_headers(res);
-    pl_info("dashboard: key %s signed in", who.key_id);
-    pl_http_json(res, 201, ui_session_json(&who, csrf));
+    ui_open_session(req, res, &who);
 }
 
 void api_ui_session(struct pl_http_request *req, struct pl_http_response *res)
@@ -194,6 +285,10 @@ void api_ui_link_create(struct pl_http_request *req, struct pl_http_response *re
     if (!api_authorize(req, res, PL_ROLES_ANY, false, &who) ||
         !api_query_params(req, res, (const char *const[]){NULL}, NULL))
         return;
+    if (!who.key_id[0]) { /* a proxy's user signs in through the proxy */
+        pl_http_error(res, 400, "sign-in links are made for API keys");
+        return;
+    }
     struct pl_pg_error err;
     PGconn *conn = api_db(req, res);
     if (!conn)

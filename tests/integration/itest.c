@@ -436,11 +436,19 @@ bool itest_group_caught_up(const char *group, const char *topic, int timeout_ms)
     return done;
 }
 
+static char itest_last_service_url[64];
+
+const char *itest_service_url(void)
+{
+    return itest_last_service_url;
+}
+
 pid_t itest_service_start(const char *bin_name, const char *group, const char *const *extra_env,
                           char log[128])
 {
     static char env[16][640];
     int port = itest_free_port();
+    snprintf(itest_last_service_url, sizeof(itest_last_service_url), "http://127.0.0.1:%d", port);
     snprintf(log, 128, "/tmp/pl-itest-%s-%d-%d.log", bin_name, (int)getpid(), port);
     int n = 0;
     snprintf(env[n++], sizeof(env[0]), "PL_PG_DSN=%s", itest_env("PL_PG_DSN"));

@@ -97,6 +97,9 @@ bool itest_group_caught_up(const char *group, const char *topic, int timeout_ms)
 pid_t itest_service_start(const char *bin_name, const char *group, const char *const *extra_env,
                           char log[128]);
 
+/** @brief The base URL ("http://127.0.0.1:PORT") of the service started last. */
+const char *itest_service_url(void);
+
 /** @brief SIGTERM and wait (fails the test unless it exits 0 within 10 s). */
 void itest_service_stop(pid_t pid);
 

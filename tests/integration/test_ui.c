@@ -268,13 +268,110 @@ static void test_signin_link(void **state)
     PQfinish(db);
 }
 
+/* A request to base with the given header lines (NULL-ended, at most 3). */
+static struct itest_response to(const char *base, const char *method, const char *path,
+                                const char *body, const char *h1, const char *h2)
+{
+    const char *h[3] = {h1, h2, NULL};
+    return itest_http_headers(base, method, path, NULL, body, h);
+}
+
+/* Behind a trusted auth proxy: the user it names signs in, but only from the configured
+ * proxy addresses and only as a user the tenant added; approvals record the user. */
+static void test_proxy_sign_in(void **state)
+{
+    (void)state;
+    PGconn *db = itest_pg(NULL);
+    struct itest_tenant t;
+    itest_tenant_new(db, "team", &t);
+    char name[64], header_line[128], path[128];
+    snprintf(name, sizeof(name), "alice.%.8s@example.com", t.id);
+    snprintf(header_line, sizeof(header_line), "X-Forwarded-User: %s", name);
+    const char *p[2] = {t.id, name};
+    free(itest_sql(db,
+                   "INSERT INTO ui_users (tenant_id, name, role) VALUES ($1, $2, 'owner')"
+                   " RETURNING id",
+                   2, p));
+
+    /* the stack's api has no proxy configured: a key is needed */
+    struct itest_response r = itest_api("POST", "/ui/session", NULL, "{}");
+    assert_int_equal(r.status, 400);
+    itest_response_free(&r);
+
+    const char *env[] = {"PL_UI_PROXY_HEADER=X-Forwarded-User",
+                         "PL_UI_PROXY_ADDRESSES=10.0.0.9, 127.0.0.1", NULL};
+    char log[128], base[64];
+    pid_t api = itest_service_start("pl-api", "itest-ui-proxy", env, log);
+    snprintf(base, sizeof(base), "%s", itest_service_url());
+    r = to(base, "POST", "/ui/session", NULL, NULL, NULL);
+    assert_int_equal(r.status, 401); /* no user named */
+    itest_response_free(&r);
+    r = to(base, "POST", "/ui/session", NULL, "X-Forwarded-User: mallory@example.com", NULL);
+    assert_int_equal(r.status, 403); /* not a user of any tenant */
+    itest_response_free(&r);
+    r = to(base, "POST", "/ui/session", NULL, "X-Forwarded-User: two words", NULL);
+    assert_int_equal(r.status, 401);
+    itest_response_free(&r);
+    r = to(base, "POST", "/ui/session", "{}", header_line, NULL);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(itest_json_str(&r, "user_name"), name);
+    assert_string_equal(itest_json_str(&r, "role"), "owner");
+    assert_string_equal(itest_json_str(&r, "tenant_id"), t.id);
+    char cookie[256], token[80], cookie_line[160], csrf_line[128];
+    assert_true(header(&r, "Set-Cookie", cookie, sizeof(cookie)));
+    assert_true(sscanf(cookie, "pl_session=%64[0-9a-f];", token) == 1);
+    snprintf(cookie_line, sizeof(cookie_line), "Cookie: pl_session=%s", token);
+    snprintf(csrf_line, sizeof(csrf_line), "X-CSRF-Token: %s", itest_json_str(&r, "csrf_token"));
+    itest_response_free(&r);
+
+    /* the approval records the user, the audit entry names it */
+    char dep[37];
+    itest_deployment_new(db, &t, "ab_passed", dep);
+    snprintf(path, sizeof(path), "/v1/prompts/deployments/%s/approve", dep);
+    r = to(base, "POST", path, NULL, cookie_line, csrf_line);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(itest_json_str(&r, "approved_by"), name);
+    itest_response_free(&r);
+    const char *pa[1] = {dep};
+    char *actor = itest_sql(db,
+                            "SELECT actor FROM audit_log WHERE target = $1"
+                            " AND detail->>'to' = 'shipped'",
+                            1, pa);
+    char want[96];
+    snprintf(want, sizeof(want), "user:%s", name);
+    assert_string_equal(actor, want);
+    free(actor);
+    /* links are for keys; a disabled user's session ends at once */
+    r = to(base, "POST", "/ui/links", NULL, cookie_line, csrf_line);
+    assert_int_equal(r.status, 400);
+    itest_response_free(&r);
+    free(itest_sql(db,
+                   "UPDATE ui_users SET disabled_at = now() WHERE name = $2 AND tenant_id = $1"
+                   " RETURNING 1",
+                   2, p));
+    r = to(base, "GET", "/ui/session", NULL, cookie_line, NULL);
+    assert_int_equal(r.status, 401);
+    itest_response_free(&r);
+    itest_service_stop(api);
+
+    /* from an address that is not the proxy's, the header is refused */
+    const char *elsewhere[] = {"PL_UI_PROXY_HEADER=X-Forwarded-User",
+                               "PL_UI_PROXY_ADDRESSES=10.0.0.9", NULL};
+    api = itest_service_start("pl-api", "itest-ui-proxy", elsewhere, log);
+    snprintf(base, sizeof(base), "%s", itest_service_url());
+    r = to(base, "POST", "/ui/session", NULL, header_line, NULL);
+    assert_int_equal(r.status, 403);
+    itest_response_free(&r);
+    itest_service_stop(api);
+    PQfinish(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pages_and_headers),
-        cmocka_unit_test(test_unknown_and_redirect),
-        cmocka_unit_test(test_sessions),
-        cmocka_unit_test(test_signin_link),
+        cmocka_unit_test(test_pages_and_headers), cmocka_unit_test(test_unknown_and_redirect),
+        cmocka_unit_test(test_sessions),          cmocka_unit_test(test_signin_link),
+        cmocka_unit_test(test_proxy_sign_in),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

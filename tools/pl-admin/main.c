@@ -27,6 +27,9 @@ static const char admin_usage[] =
     "  apikey create --tenant ID --role owner|member|viewer [--name NAME]\n"
     "  offsets reset --group GROUP --topic TOPIC --to earliest|YYYY-MM-DDTHH:MM:SSZ\n"
     "  audit verify --tenant ID\n"
+    "  user add --tenant ID --name NAME --role owner|member|viewer\n"
+    "                (a dashboard user signed in by a trusted auth proxy: ui.proxy_header)\n"
+    "  user disable --name NAME\n"
     "  prompt create --tenant ID --project ID --name NAME --system TEXT [--model MODEL]\n"
     "                (version 1, live in production; prints the prompt and version ids)\n"
     "Environment: PL_PG_DSN, PL_KAFKA_BROKERS (see config/promptloop.cfg).\n";
@@ -184,6 +187,63 @@ static int admin_apikey_create(PGconn *conn, int argc, char **argv)
     if (failed)
         return admin_fail("%s", err.message);
     printf("%s\n", key); /* shown once: only its hash is stored */
+    return 0;
+}
+
+/* A dashboard user whose name a trusted auth proxy sends (ui.proxy_header). */
+static int admin_user_add(PGconn *conn, int argc, char **argv)
+{
+    const char *tenant = admin_opt(argc, argv, "--tenant"), *role = admin_opt(argc, argv, "--role");
+    const char *name = admin_opt(argc, argv, "--name");
+    enum pl_role r;
+    if (!tenant || !pl_uuid_valid(tenant) || !name || !role || pl_auth_role_parse(role, &r) != 0)
+        return admin_fail("%s", "user add needs --tenant UUID, --name NAME and --role "
+                                "owner|member|viewer");
+    size_t n = strlen(name);
+    for (const char *c = name; *c; c++)
+        if (*c <= ' ' || *c > '~')
+            n = 0;
+    if (n == 0 || n > PL_USER_NAME_MAX)
+        return admin_fail("--name must be 1 to %d printable characters without spaces, as the "
+                          "proxy sends it",
+                          PL_USER_NAME_MAX);
+    const char *params[3] = {tenant, name, role};
+    char detail[160];
+    snprintf(detail, sizeof(detail), "{\"role\":\"%s\"}", role);
+    return admin_insert(conn,
+                        "INSERT INTO ui_users (tenant_id, name, role) VALUES ($1, $2, $3)"
+                        " RETURNING id",
+                        3, params, tenant, "user.add", detail);
+}
+
+/* Ends a user's dashboard access: its sessions stop working at their next request. */
+static int admin_user_disable(PGconn *conn, int argc, char **argv)
+{
+    const char *name = admin_opt(argc, argv, "--name");
+    if (!name)
+        return admin_fail("%s", "user disable needs --name NAME");
+    struct pl_pg_error err;
+    if (pl_pg_exec(conn, "BEGIN", 0, NULL, &err) != 0)
+        return admin_fail("%s", err.message);
+    const char *params[1] = {name};
+    PGresult *res = pl_pg_query(conn,
+                                "UPDATE ui_users SET disabled_at = coalesce(disabled_at, now())"
+                                " WHERE name = $1 RETURNING id, tenant_id",
+                                1, params, &err);
+    if (!res)
+        return admin_fail("%s", err.message);
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        pl_pg_exec(conn, "ROLLBACK", 0, NULL, &err);
+        return admin_fail("no user named \"%s\"", name);
+    }
+    int failed = pl_audit_append(conn, PQgetvalue(res, 0, 1), "admin", "user.disable",
+                                 PQgetvalue(res, 0, 0), "{}", &err) != 0 ||
+                 pl_pg_exec(conn, "COMMIT", 0, NULL, &err) != 0;
+    PQclear(res);
+    if (failed)
+        return admin_fail("%s", err.message);
+    printf("user %s disabled\n", name);
     return 0;
 }
 
@@ -349,6 +409,10 @@ int main(int argc, char **argv)
         fn = admin_apikey_create;
     else if (strcmp(cmd, "prompt") == 0 && strcmp(sub, "create") == 0)
         fn = admin_prompt_create;
+    else if (strcmp(cmd, "user") == 0 && strcmp(sub, "add") == 0)
+        fn = admin_user_add;
+    else if (strcmp(cmd, "user") == 0 && strcmp(sub, "disable") == 0)
+        fn = admin_user_disable;
     else if (strcmp(cmd, "migrate") != 0 &&
              !(strcmp(cmd, "audit") == 0 && strcmp(sub, "verify") == 0)) {
         fputs(admin_usage, stderr);
