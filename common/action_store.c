@@ -131,7 +131,9 @@ char *pl_action_store_list(PGconn *conn, const char *tenant_id, enum pl_action_l
                         after ? us : NULL,
                         after ? after->id : NULL,
                         lim};
-    PGresult *res = pl_pg_query(conn, action_list_sql[kind], 8, p, err);
+    static const char *const names[] = {[PL_ACTION_LIST_NEWEST] = "pl_action_list_newest",
+                                        [PL_ACTION_LIST_QUEUE] = "pl_action_list_queue"};
+    PGresult *res = pl_pg_query_prepared(conn, names[kind], action_list_sql[kind], 8, p, err);
     if (!res)
         return NULL;
     int rows = PQntuples(res);

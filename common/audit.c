@@ -49,8 +49,8 @@ int pl_audit_list(PGconn *conn, const char *tenant_id, const char *actor, const 
     snprintf(lim, sizeof(lim), "%lld", limit);
     snprintf(more, sizeof(more), "%lld", limit + 1); /* one more: is there an older page? */
     const char *params[7] = {tenant_id, actor, action, target, before, more, lim};
-    return pl_pg_query_text(
-        conn,
+    return pl_pg_query_text_prepared(
+        conn, "pl_audit_list",
         "SELECT '{\"items\":[' || coalesce(string_agg(row_to_json(x)::text, ','"
         "   ORDER BY x.id DESC) FILTER (WHERE p.n <= $7), '') || '],\"next_before\":'"
         " || CASE WHEN count(*) > $7 THEN (min(x.id) FILTER (WHERE p.n <= $7))::text"

@@ -362,8 +362,8 @@ char *pl_cluster_store_list(PGconn *conn, const char *tenant_id, const char *pro
     snprintf(more, sizeof(more), "%lld", limit + 1); /* one more: is there a next page? */
     snprintf(off, sizeof(off), "%lld", offset);
     const char *params[8] = {tenant_id, project_id, from, to, more, status, off, lim};
-    PGresult *res = pl_pg_query(
-        conn,
+    PGresult *res = pl_pg_query_prepared(
+        conn, "pl_cluster_list",
         "SELECT '{\"clusters\":[' || coalesce(string_agg(x.j, ',' ORDER BY x.n)"
         "   FILTER (WHERE x.n <= $8), '') || '],\"next_offset\":'"
         " || CASE WHEN count(*) > $8 THEN ($7 + $8)::text ELSE 'null' END || '}'"
@@ -390,8 +390,8 @@ int pl_cluster_store_get(PGconn *conn, const char *tenant_id, const char *id, ch
                          struct pl_pg_error *err)
 {
     const char *params[2] = {tenant_id, id};
-    PGresult *res = pl_pg_query(
-        conn,
+    PGresult *res = pl_pg_query_prepared(
+        conn, "pl_cluster_get",
         "SELECT row_to_json(x) FROM (SELECT " CLUSTER_COLUMNS ","
         " coalesce((SELECT json_agg(t ORDER BY t.created_at DESC, t.id) FROM (SELECT tr.id,"
         "   tr.model, tr.input, tr.output, tr.error, pl_ts(tr.created_at) AS created_at"

@@ -4,26 +4,43 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The list for one combination of filters: spelled out per combination (rather than
+ * "$2 IS NULL OR ...") so that each prepared statement keeps a plan on its own index, the
+ * count included. Unused parameters are still typed ("IS NULL") for PQprepare. */
+#define DEPLOY_LIST_SQL(where)                                                                     \
+    "SELECT coalesce(string_agg(pl_deployment_json(p)::text, ',' ORDER BY p.created_at DESC,"      \
+    " p.id DESC), ''), (SELECT count(*) FROM prompt_deployments WHERE " where ")"                  \
+    " FROM (SELECT * FROM prompt_deployments WHERE " where                                         \
+    " ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5) p"
+#define DEPLOY_BY_STATUS   "status = $2"
+#define DEPLOY_ANY_STATUS  "$2::text IS NULL"
+#define DEPLOY_BY_PROJECT  "project_id = $3"
+#define DEPLOY_ANY_PROJECT "$3::uuid IS NULL"
+
 char *pl_deploy_store_list(PGconn *conn, const char *tenant_id, const char *status,
                            const char *project_id, long long limit, long long offset,
                            struct pl_pg_error *err)
 {
+    static const struct {
+        const char *name, *sql;
+    } variants[4] = {
+        {"pl_deploy_list",
+         DEPLOY_LIST_SQL("tenant_id = $1 AND " DEPLOY_ANY_STATUS " AND " DEPLOY_ANY_PROJECT)},
+        {"pl_deploy_list_s",
+         DEPLOY_LIST_SQL("tenant_id = $1 AND " DEPLOY_BY_STATUS " AND " DEPLOY_ANY_PROJECT)},
+        {"pl_deploy_list_p",
+         DEPLOY_LIST_SQL("tenant_id = $1 AND " DEPLOY_ANY_STATUS " AND " DEPLOY_BY_PROJECT)},
+        {"pl_deploy_list_sp",
+         DEPLOY_LIST_SQL("tenant_id = $1 AND " DEPLOY_BY_STATUS " AND " DEPLOY_BY_PROJECT)},
+    };
     char lim[24], off[24];
     snprintf(lim, sizeof(lim), "%lld", limit);
     snprintf(off, sizeof(off), "%lld", offset);
     const char *params[5] = {tenant_id, status, project_id, lim, off};
-    /* The page comes from the (tenant, [status|project], created_at) indexes; the whole
+    int v = (status ? 1 : 0) + (project_id ? 2 : 0);
+    /* The page and the count come from the (tenant, [status|project], ...) indexes; the whole
      * body is built by the database in one round trip. */
-    PGresult *res = pl_pg_query(
-        conn,
-        "SELECT coalesce(string_agg(pl_deployment_json(p)::text, ',' ORDER BY p.created_at DESC, "
-        "p.id DESC),"
-        " ''), (SELECT count(*) FROM prompt_deployments WHERE tenant_id = $1"
-        "     AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR project_id = $3)"
-        " ) FROM (SELECT * FROM prompt_deployments WHERE tenant_id = $1"
-        "     AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR project_id = $3)"
-        "     ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5) p",
-        5, params, err);
+    PGresult *res = pl_pg_query_prepared(conn, variants[v].name, variants[v].sql, 5, params, err);
     if (!res)
         return NULL;
     char *json = pl_list_envelope(PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), limit, offset);
@@ -36,8 +53,8 @@ int pl_deploy_store_series(PGconn *conn, const char *tenant_id, const char *id, 
 {
     const char *params[2] = {id, tenant_id};
     /* up to 60 buckets of equal width over the shipped version's observations */
-    return pl_pg_query_text(
-        conn,
+    return pl_pg_query_text_prepared(
+        conn, "pl_deploy_series",
         "WITH o AS (SELECT observed_at, passed FROM monitor_observations"
         "   WHERE deployment_id = $1 AND arm = 'shipped'),"
         " w AS (SELECT min(observed_at) AS lo,"
@@ -71,8 +88,8 @@ int pl_deploy_store_alerts(PGconn *conn, const char *tenant_id, const char *proj
                            struct pl_pg_error *err)
 {
     const char *params[2] = {tenant_id, project_id};
-    return pl_pg_query_text(
-        conn,
+    return pl_pg_query_text_prepared(
+        conn, "pl_deploy_alerts",
         "SELECT json_build_object('regressions', coalesce((SELECT json_agg(json_build_object("
         "     'deployment_id', d.id, 'project_id', d.project_id, 'status', d.status,"
         "     'at', pl_ts(d.updated_at), 'auto', d.status = 'rolled_back')"

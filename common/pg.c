@@ -217,10 +217,9 @@ PGresult *pl_pg_query(PGconn *conn, const char *sql, int nparams, const char *co
     return NULL;
 }
 
-int pl_pg_query_text(PGconn *conn, const char *sql, int nparams, const char *const *params,
-                     char **out, struct pl_pg_error *err)
+/* The first column of res's first row into *out (see pl_pg_query_text); clears res. */
+static int pg_first_text(PGresult *res, char **out, struct pl_pg_error *err)
 {
-    PGresult *res = pl_pg_query(conn, sql, nparams, params, err);
     if (!res)
         return -1;
     int found = PQntuples(res) > 0 && !PQgetisnull(res, 0, 0);
@@ -231,6 +230,18 @@ int pl_pg_query_text(PGconn *conn, const char *sql, int nparams, const char *con
     }
     PQclear(res);
     return found;
+}
+
+int pl_pg_query_text(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                     char **out, struct pl_pg_error *err)
+{
+    return pg_first_text(pl_pg_query(conn, sql, nparams, params, err), out, err);
+}
+
+int pl_pg_query_text_prepared(PGconn *conn, const char *name, const char *sql, int nparams,
+                              const char *const *params, char **out, struct pl_pg_error *err)
+{
+    return pg_first_text(pl_pg_query_prepared(conn, name, sql, nparams, params, err), out, err);
 }
 
 PGresult *pl_pg_query_prepared(PGconn *conn, const char *name, const char *sql, int nparams,

@@ -62,6 +62,10 @@ int pl_pg_query_text(PGconn *conn, const char *sql, int nparams, const char *con
 PGresult *pl_pg_query_prepared(PGconn *conn, const char *name, const char *sql, int nparams,
                                const char *const *params, struct pl_pg_error *err);
 
+/** @brief pl_pg_query_text through a prepared statement (see pl_pg_query_prepared). */
+int pl_pg_query_text_prepared(PGconn *conn, const char *name, const char *sql, int nparams,
+                              const char *const *params, char **out, struct pl_pg_error *err);
+
 /** @brief Runs a statement that returns nothing of interest; 0 or -1 with err filled. */
 int pl_pg_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
                struct pl_pg_error *err);

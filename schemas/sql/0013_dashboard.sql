@@ -13,6 +13,9 @@ CREATE INDEX failure_clusters_by_status ON failure_clusters (tenant_id, status, 
 ALTER TABLE cluster_members ADD COLUMN added_at timestamptz NOT NULL DEFAULT now();
 CREATE INDEX cluster_members_recent ON cluster_members (cluster_id, added_at);
 CREATE INDEX prompt_deployments_cluster ON prompt_deployments (cluster_id, created_at DESC);
+-- The improvements page filters a project by status (and counts the matches).
+CREATE INDEX prompt_deployments_project_status
+    ON prompt_deployments (tenant_id, project_id, status, created_at DESC, id DESC);
 
 -- The live-metric chart reads a deployment's observations in time order.
 CREATE INDEX monitor_observations_time ON monitor_observations (deployment_id, observed_at);
