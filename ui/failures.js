@@ -27,11 +27,12 @@ function moveButtons(cluster, onDone, onError) {
   return el('div', { class: 'row-actions' }, MOVES.filter((m) => m.from.includes(cluster.status))
     .map((m) => el('button', { type: 'button', class: 'small secondary', 'data-action': m.action,
       onclick: async (ev) => {
-        ev.currentTarget.disabled = true;
+        const button = ev.currentTarget;
+        button.disabled = true;
         const r = await api('PATCH', `/v1/failures/clusters/${encodeURIComponent(cluster.id)}`,
                             { status: m.to });
         if (r.ok) onDone(r.data && r.data.id ? r.data : { ...cluster, status: m.to });
-        else onError(errorText(r));
+        else { button.disabled = false; onError(errorText(r)); }
       } }, m.label)));
 }
 

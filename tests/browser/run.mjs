@@ -45,12 +45,12 @@ const here = dirname(fileURLToPath(import.meta.url));
 
 // The page tests to come; skipped while their file does not exist.
 const PAGE_TESTS = {
-  'failures.test.mjs': '#/failures and #/failures/<cluster>: the demo cluster, the XSS fixture trace as text (XSS.*), triage as owner, none for a viewer',
-  'improvements.test.mjs': '#/improvements and #/improvements/<deployment>: the rolled-back deployment, its A/B report and monitor chart',
-  'hitl.test.mjs': "#/hitl: invoice-43's pending escalation (pendingEscalations()), approved by the owner; no approve button for a viewer",
-  'policies.test.mjs': "#/policies: billing-bot's two policies; the kill switch",
+  'failures.test.mjs': '#/failures and #/failures/<cluster>: the demo cluster, the XSS fixture trace as text (XSS.*), triage as owner (audited), none for a viewer',
+  'improvements.test.mjs': '#/improvements and #/improvements/<deployment>: a candidate\'s diff, approval shipping a registry version, rejection with a reason, none for a viewer; the rollback\'s banner and monitor chart',
+  'hitl.test.mjs': "#/hitl: invoice-43's pending escalation (pendingEscalations()) approved by the owner, another rejected with a reason; no decisions for a viewer; the kill switch",
+  'policies.test.mjs': "#/policies: billing-bot's two policies; the API's 422 message in the creation form",
   'settings.test.mjs': '#/settings: the project settings scripts/demo set (cluster_min_size 150, canary)',
-  'registry.test.mjs': '#/registry: prompt support-chat, its versions, version 1 live again',
+  'registry.test.mjs': '#/registry: prompt support-chat, its versions, the live one',
   'audit.test.mjs': '#/audit: the audit log of the demo tenant',
 };
 

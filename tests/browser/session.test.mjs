@@ -1,13 +1,14 @@
 // Signing in and out of the dashboard: the one-time link (as scripts/run prints it), the key
-// form, sign-out, and a signed-in page that fits a desktop and a phone screen.
+// form, sign-out, and the signed-in pages (each main route) fitting a desktop and a phone
+// screen with the nav in view.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import {
-  DESKTOP, PHONE, fetchFromPage, horizontalOverflow, launch, signInWithKey, signInWithLink,
-  statusText, withPage,
+  DESKTOP, PHONE, fetchFromPage, gotoRoute, horizontalOverflow, launch, signInWithKey,
+  signInWithLink, statusText, withPage,
 } from './lib/browser.mjs';
-import { API, apiOk, keys } from './lib/stack.mjs';
+import { API, apiOk, demoRoutes, keys } from './lib/stack.mjs';
 
 let browser;
 before(async () => { browser = await launch(); });
@@ -69,5 +70,21 @@ for (const [label, viewport] of [['1280×800', DESKTOP], ['390×844', PHONE]]) {
       assert.equal(await horizontalOverflow(page), null, 'the sign-in page');
       await signInWithLink(page, keys.owner());
       assert.equal(await horizontalOverflow(page), null, 'the signed-in page');
+      // every main route with the demo's data: wide tables scroll inside their wrapper
+      for (const r of await demoRoutes()) {
+        await gotoRoute(page, r.hash);
+        assert.equal(await horizontalOverflow(page), null, `${r.name} (${r.hash})`);
+        const nav = await page.$$eval('#nav a[data-nav]', (as) => as.map((a) => {
+          const b = a.getBoundingClientRect();
+          return { nav: a.dataset.nav, left: b.left, right: b.right, top: b.top, height: b.height };
+        }));
+        assert.equal(nav.length, 7, `${r.name}: the nav's links`);
+        const width = await page.evaluate(() => document.documentElement.clientWidth);
+        for (const a of nav) {
+          assert.ok(a.height > 0 && a.left >= 0 && a.right <= width && a.top >= 0,
+            `${r.name}: nav link ${a.nav} visible at ${JSON.stringify(a)} (width ${width})`);
+        }
+        assert.equal(await page.$eval('#nav', (n) => !n.hidden && getComputedStyle(n).visibility), 'visible');
+      }
     }, viewport));
 }

@@ -128,15 +128,42 @@ export async function signInWithKey(page, watch, key) {
   ]);
 }
 
-/** Shows a dashboard route (the part after #, e.g. '#/failures') and waits for its data. */
+/**
+ * Shows a dashboard route (the part after #, e.g. '#/failures') and waits until its page is
+ * drawn with its data (the router's data-ready on a page root newer than the one shown before).
+ */
 export async function gotoRoute(page, hash) {
   const url = `${API()}/ui/${hash}`;
   if (new URL(page.url()).pathname === '/ui/') {
-    await page.evaluate((h) => { window.location.hash = h; }, hash);
+    await afterNavigation(page, () => page.evaluate((h) => {
+      // the same hash again fires no hashchange: ask the router to draw it anew
+      if (window.location.hash === h) window.dispatchEvent(new HashChangeEvent('hashchange'));
+      else window.location.hash = h;
+    }, hash));
   } else {
     await page.goto(url, { waitUntil: 'networkidle0' });
+    await page.waitForSelector('#main .page[data-ready="true"]');
   }
   await settle(page);
+}
+
+/**
+ * Runs fn (a click, a select, anything that makes the router draw a page) and waits for the
+ * new page root to be ready: the roots present before are marked stale so that a ready old
+ * one does not count. Returns the new root's data-page-name.
+ */
+export async function afterNavigation(page, fn) {
+  await page.evaluate(() => {
+    for (const p of document.querySelectorAll('#main .page')) p.dataset.stale = 'true';
+  });
+  await fn();
+  const root = await page.waitForSelector('#main .page[data-ready="true"]:not([data-stale])');
+  return root.evaluate((e) => e.dataset.pageName);
+}
+
+/** The text of every element matching selector, in document order. */
+export async function texts(page, selector) {
+  return page.$$eval(selector, (els) => els.map((e) => e.textContent));
 }
 
 /** The signed-in header's text (#status: role, tenant, plan). */

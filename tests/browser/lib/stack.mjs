@@ -3,6 +3,9 @@
 // rolled-back deployment, a failure cluster, billing-bot's pending escalation) and the XSS
 // fixture trace the tests ingest themselves.
 
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+
 /** A variable of the stack's environment; throws when it is not set. */
 export function env(name) {
   const v = process.env[name];
@@ -151,4 +154,93 @@ export async function xssClusters(projectId = env('PL_PROJECT_ID')) {
   const d = await apiOk('GET', `/v1/failures/clusters?project_id=${projectId}&limit=200`, keys.viewer());
   return d.clusters.filter((c) => (c.sample_ids || []).includes(XSS.traceId) ||
                                   c.error_message.includes('<script>'));
+}
+
+// ---- the registry and rows the tests add --------------------------------------------------
+
+/**
+ * Runs sql through psql against the stack's database (PL_PG_DSN); vars become psql variables
+ * (:'name' in sql quotes one as a literal). Returns the output's rows, fields split on |.
+ */
+export function psql(sql, vars = {}) {
+  const args = [env('PL_PG_DSN'), '-X', '-At', '-v', 'ON_ERROR_STOP=1'];
+  for (const [k, v] of Object.entries(vars)) args.push('-v', `${k}=${v}`);
+  const r = spawnSync('psql', args, { input: sql, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`psql: ${r.error ? r.error.message : r.stderr}`);
+  return r.stdout.split('\n').filter(Boolean).map((line) => line.split('|'));
+}
+
+/** The system prompt text of an Adaline prompt object (GET /v2/deployments). */
+export function adalineSystemText(prompt) {
+  const m = (prompt.messages || []).find((x) => x.role === 'system');
+  if (!m) return null;
+  return Array.isArray(m.content) ? m.content.map((c) => c.value ?? '').join('') : String(m.content);
+}
+
+/** What production serves of prompt promptId: GET /v2/deployments?deploymentId=current. */
+export async function servedPrompt(promptId, environmentId) {
+  return apiOk('GET', `/v2/deployments?promptId=${promptId}&deploymentId=current` +
+    `&deploymentEnvironmentId=${environmentId}`, keys.viewer());
+}
+
+/**
+ * scripts/demo's registry prompt support-chat: { prompt, production (the environment),
+ * live (its live row there: version_id, version), system (the text served now) }.
+ */
+export async function supportChat(projectId = env('PL_PROJECT_ID')) {
+  const prompts = await apiOk('GET', `/v1/prompts?project_id=${projectId}&limit=200`, keys.viewer());
+  const prompt = prompts.items.find((p) => p.name === 'support-chat');
+  if (!prompt) throw new Error('no prompt support-chat: did scripts/demo run against this stack?');
+  const envs = await apiOk('GET', `/v1/environments?project_id=${projectId}`, keys.viewer());
+  const production = envs.items.find((e) => e.name === 'production');
+  const live = production && (production.live || []).find((l) => l.prompt_id === prompt.id);
+  if (!live) throw new Error('support-chat is not live in production');
+  const system = adalineSystemText((await servedPrompt(prompt.id, production.id)).prompt);
+  return { prompt, production, live, system };
+}
+
+/**
+ * Adds a deployment of support-chat to the demo project as the differ and the A/B harness
+ * would have left it: status proposed (no A/B report yet) or ab_passed (with the report of
+ * the demo's rolled-back deployment, which the monitor needs once it ships). Its base is the
+ * live version and current_prompt that version's system prompt, so that an approval ships a
+ * new registry version (pl_registry_ship_hook). Returns the deployment as the API shows it.
+ */
+export async function insertDeployment({ status, proposedPrompt, rationale }) {
+  const chat = await supportChat();
+  const source = await rolledBackDeployment();
+  const [[id]] = psql(`
+    INSERT INTO prompt_deployments (tenant_id, project_id, cluster_signature, status,
+      current_prompt, proposed_prompt, rationale, prompt_id, base_version_id, ab_report)
+    SELECT tenant_id, project_id, :'sig', :'status', :'cur', :'prop', :'why', :'prompt',
+      :'base', CASE WHEN :'status' = 'proposed' THEN NULL ELSE ab_report END
+    FROM prompt_deployments WHERE id = :'src'
+    RETURNING id;`, {
+    // its own signature: one open deployment per (project, signature)
+    sig: `sha256:${randomBytes(32).toString('hex')}`,
+    status, cur: chat.system, prop: proposedPrompt, why: rationale,
+    prompt: chat.prompt.id, base: chat.live.version_id, src: source.id,
+  });
+  return apiOk('GET', `/v1/prompts/deployments/${id}`, keys.viewer());
+}
+
+/**
+ * Ingests into project a trace whose prose answer fails billing-bot's json rule, as
+ * scripts/demo does with invoice-43, and waits until its escalation is pending approval.
+ * Returns the escalation's id.
+ */
+export async function ingestEscalation(projectId, traceId, question, answer) {
+  await apiOk('POST', '/v1/ingest', keys.member(), {
+    project_id: projectId, id: traceId, model: 'gpt-4o-mini',
+    input: { messages: [
+      { role: 'system', content: 'You are the billing assistant. Reply with a JSON object.' },
+      { role: 'user', content: question },
+    ] },
+    output: answer, latency_ms: 900,
+  }, [200, 201, 202]);
+  return waitFor(`the escalation of trace ${traceId}`, async () => {
+    const t = await apiOk('GET', `/v1/traces/${traceId}?project_id=${projectId}`, keys.viewer());
+    const e = (t.remediation_history || []).find((h) => h.status === 'pending_approval');
+    return e && e.id;
+  }, 60000);
 }
