@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// PNGs of the dashboard's main pages for the docs, at 1280×800, signed in as the demo owner,
+// PNGs of the dashboard's main pages for the docs, 1280 wide and as long as the page, signed in as the demo owner,
 // against a stack on which scripts/demo has played (scripts/screenshots does all of it).
 //
 //   node tests/browser/screenshots.mjs [OUTPUT_DIR]     (default docs/img)
@@ -27,7 +27,7 @@ try {
     const problems = watch.problems.length, dialogs = watch.dialogs.length;
     await gotoRoute(page, r.hash);
     const file = join(out, `${r.name}.png`);
-    await page.screenshot({ path: file });
+    await page.screenshot({ path: file, fullPage: true });
     const found = [...watch.problems.slice(problems), ...watch.dialogs.slice(dialogs)];
     if (found.length) {
       broken++;

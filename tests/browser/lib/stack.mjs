@@ -145,6 +145,8 @@ export async function demoRoutes() {
     { name: 'policies', hash: `#/policies${billing}` },
     { name: 'settings', hash: `#/settings${demo}` },
     { name: 'registry', hash: `#/registry${demo}` },
+    { name: 'registry-prompt',
+      hash: `#/registry/${(await supportChat()).prompt.id}${demo}&from=1&to=2` },
     { name: 'audit', hash: `#/audit${demo}` },
   ];
 }
