@@ -268,12 +268,7 @@ void api_traces_get(struct pl_http_request *req, struct pl_http_response *res)
     char *json = NULL;
     int found = pl_action_store_trace(conn, who.tenant_id, project, req->params[0], &json, &err);
     api_db_release(req, conn);
-    if (found < 0)
-        api_db_error(res, &err);
-    else if (!found)
-        pl_http_error(res, 404, "trace not found");
-    else
-        api_json_owned(res, 200, json);
+    api_answer(res, found, json, &err, "trace");
 }
 
 void api_decision_conflict(struct pl_http_response *res, const char *verb, const char *current)

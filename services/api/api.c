@@ -165,6 +165,17 @@ void api_db_error(struct pl_http_response *res, const struct pl_pg_error *err)
     }
 }
 
+void api_answer(struct pl_http_response *res, int found, char *json, const struct pl_pg_error *err,
+                const char *what)
+{
+    if (found < 0)
+        api_db_error(res, err);
+    else if (!found)
+        pl_http_error(res, 404, "%s not found", what);
+    else
+        api_json_owned(res, 200, json);
+}
+
 void api_json_owned(struct pl_http_response *res, int status, char *json)
 {
     pl_http_text(res, status, "application/json", json);
@@ -203,10 +214,5 @@ void api_get_one(struct pl_http_request *req, struct pl_http_response *res, unsi
     char *json = NULL;
     int found = get(conn, who.tenant_id, req->params[0], &json, &err);
     api_db_release(req, conn);
-    if (found < 0)
-        api_db_error(res, &err);
-    else if (!found)
-        pl_http_error(res, 404, "%s not found", what);
-    else
-        api_json_owned(res, 200, json);
+    api_answer(res, found, json, &err, what);
 }

@@ -70,6 +70,13 @@ void api_db_error(struct pl_http_response *res, const struct pl_pg_error *err);
 void api_json_owned(struct pl_http_response *res, int status, char *json);
 
 /**
+ * @brief Answers a store's read: found < 0 the database error in err, 0 a 404 "<what> not
+ *        found", else 200 with json (owned, freed after sending).
+ */
+void api_answer(struct pl_http_response *res, int found, char *json, const struct pl_pg_error *err,
+                const char *what);
+
+/**
  * @brief Claims an escalation for a decision (approve, reject): 1 claimed; 0 when another
  *        decision holds the claim — with the status it left in current when it ended within a
  *        second, or current empty when it still runs (an approval's executor); -1 with err.

@@ -43,10 +43,7 @@ void api_audit_list(struct pl_http_request *req, struct pl_http_response *res)
                           pl_http_query(req, "action"), pl_http_query(req, "target"), before_text,
                           limit, &json, &err);
     api_db_release(req, conn);
-    if (r < 0)
-        api_db_error(res, &err);
-    else
-        api_json_owned(res, 200, json);
+    api_answer(res, r, json, &err, "audit page");
 }
 
 void api_audit_verify(struct pl_http_request *req, struct pl_http_response *res)

@@ -118,10 +118,5 @@ void api_clusters_update(struct pl_http_request *req, struct pl_http_response *r
     int r = pl_cluster_store_set_status(conn, who.tenant_id, req->params[0], status, actor, &json,
                                         &err);
     api_db_release(req, conn);
-    if (r < 0)
-        api_db_error(res, &err);
-    else if (r == 0)
-        pl_http_error(res, 404, "cluster not found");
-    else
-        api_json_owned(res, 200, json);
+    api_answer(res, r, json, &err, "cluster");
 }

@@ -75,10 +75,7 @@ void api_alerts(struct pl_http_request *req, struct pl_http_response *res)
     char *json = NULL;
     int r = pl_deploy_store_alerts(conn, who.tenant_id, project, &json, &err);
     api_db_release(req, conn);
-    if (r < 0)
-        api_db_error(res, &err);
-    else
-        api_json_owned(res, 200, json);
+    api_answer(res, r, json, &err, "alerts");
 }
 
 /* Applies an owner's move through the guarded transition and maps the outcome to HTTP. */
