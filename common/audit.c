@@ -41,31 +41,37 @@ int pl_audit_append(PGconn *conn, const char *tenant_id, const char *actor, cons
     return rc;
 }
 
-int pl_audit_list(PGconn *conn, const char *tenant_id, const char *actor, const char *action,
-                  const char *target, const char *before, long long limit, char **json,
-                  struct pl_pg_error *err)
+int pl_audit_list(PGconn *conn, const char *tenant_id, const struct pl_audit_filter *f,
+                  long long limit, char **json, struct pl_pg_error *err)
 {
     char lim[24], more[24];
     snprintf(lim, sizeof(lim), "%lld", limit);
     snprintf(more, sizeof(more), "%lld", limit + 1); /* one more: is there an older page? */
-    const char *params[7] = {tenant_id, actor, action, target, before, more, lim};
+    const char *params[9] = {tenant_id, f->actor, f->action, f->target, f->cursor,
+                             more,      lim,      f->from,   f->to};
+    /* next_cursor is the id of the page's oldest entry, as text */
     return pl_pg_query_text_prepared(
         conn, "pl_audit_list",
         "SELECT '{\"items\":[' || coalesce(string_agg(row_to_json(x)::text, ','"
-        "   ORDER BY x.id DESC) FILTER (WHERE p.n <= $7), '') || '],\"next_before\":'"
-        " || CASE WHEN count(*) > $7 THEN (min(x.id) FILTER (WHERE p.n <= $7))::text"
-        "   ELSE 'null' END || '}'"
+        "   ORDER BY x.id DESC) FILTER (WHERE p.n <= $7), '') || '],\"next_cursor\":'"
+        " || CASE WHEN count(*) > $7 THEN '\"' || (min(x.id) FILTER (WHERE p.n <= $7))::text"
+        "   || '\"' ELSE 'null' END || '}'"
         " FROM (SELECT a.*, row_number() OVER (ORDER BY a.id DESC) AS n FROM (SELECT a.id,"
         "   a.actor, a.action, a.target, a.detail, pl_ts(a.at) AS at, a.hash FROM audit_log a"
         "   WHERE a.tenant_id = $1 AND ($2::text IS NULL OR a.actor = $2)"
         "   AND ($3::text IS NULL OR a.action = $3) AND ($4::text IS NULL OR a.target = $4)"
-        "   AND ($5::bigint IS NULL OR a.id < $5) ORDER BY a.id DESC LIMIT $6) a) p,"
+        "   AND ($5::bigint IS NULL OR a.id < $5)"
+        "   AND ($8::timestamptz IS NULL OR a.at >= $8) AND ($9::timestamptz IS NULL OR a.at <= $9)"
+        "   ORDER BY a.id DESC LIMIT $6) a) p,"
         " LATERAL (SELECT p.id, p.actor, p.action, p.target, p.detail, p.at, p.hash) x",
-        7, params, json, err);
+        9, params, json, err);
 }
 
-long long pl_audit_verify(PGconn *conn, const char *tenant_id, char *err, size_t errsz)
+long long pl_audit_verify_head(PGconn *conn, const char *tenant_id, const char *expected_head,
+                               struct pl_audit_head *head, char *err, size_t errsz)
 {
+    memset(head, 0, sizeof(*head));
+    head->expected_found = expected_head ? 0 : -1;
     const char *params[1] = {tenant_id};
     struct pl_pg_error perr;
     PGresult *res = pl_pg_query(conn,
@@ -106,9 +112,21 @@ long long pl_audit_verify(PGconn *conn, const char *tenant_id, char *err, size_t
             break;
         }
         expected_prev = hash;
+        if (expected_head && strcmp(hash, expected_head) == 0)
+            head->expected_found = 1;
+    }
+    if (rc >= 0) {
+        snprintf(head->hash, sizeof(head->hash), "%s", expected_prev);
+        head->rows = rc;
     }
     PQclear(res);
     return rc;
+}
+
+long long pl_audit_verify(PGconn *conn, const char *tenant_id, char *err, size_t errsz)
+{
+    struct pl_audit_head head;
+    return pl_audit_verify_head(conn, tenant_id, NULL, &head, err, errsz);
 }
 
 static int audit_rollback(PGconn *conn, int rc)

@@ -24,20 +24,41 @@ int pl_audit_write(PGconn *conn, const char *sql, int nparams, const char *const
                    const char *tenant_id, const char *actor, const char *action, const char *detail,
                    int on_unique, char **json, struct pl_pg_error *err);
 
+/* What a page of the log is narrowed to; NULL fields do not filter. */
+struct pl_audit_filter {
+    const char *actor, *action, *target; /* exact values */
+    const char *from, *to;               /* ISO-8601 instants, both inclusive */
+    const char *cursor;                  /* an entry id: only older entries */
+};
+
 /**
  * @brief A page of the tenant's entries, newest first: {items:[{id, actor, action, target,
- *        detail, at, hash}], next_before} (next_before: pass as before for the older page, or
- *        null). actor, action, target (exact) and before (an entry id) filter when not NULL.
- * @returns 1, or -1 with err.
+ *        detail, at, hash}], next_cursor} (next_cursor: pass as cursor for the older page, or
+ *        null). @returns 1, or -1 with err.
  */
-int pl_audit_list(PGconn *conn, const char *tenant_id, const char *actor, const char *action,
-                  const char *target, const char *before, long long limit, char **json,
-                  struct pl_pg_error *err);
+int pl_audit_list(PGconn *conn, const char *tenant_id, const struct pl_audit_filter *f,
+                  long long limit, char **json, struct pl_pg_error *err);
 
 /**
  * @brief Recomputes the tenant's chain in C (independently of the SQL that wrote it).
  * @returns the number of entries checked, or -1 with the first broken entry named in err.
  */
 long long pl_audit_verify(PGconn *conn, const char *tenant_id, char *err, size_t errsz);
+
+/** The newest entry of a verified chain, and whether an expected head is still in it. */
+struct pl_audit_head {
+    char hash[65];      /* "" for an empty log */
+    long long rows;     /* entries checked */
+    int expected_found; /* 1 the expected hash is an entry of the chain, 0 not, -1 none given */
+};
+
+/**
+ * @brief pl_audit_verify, and where the chain ends: head is filled when it verifies. A head
+ *        published earlier (expected_head, or NULL) must still be an entry of the chain: if
+ *        it is not, entries up to it were removed or changed (truncation, a rewrite).
+ * @returns the number of entries checked, or -1 with the first broken entry named in err.
+ */
+long long pl_audit_verify_head(PGconn *conn, const char *tenant_id, const char *expected_head,
+                               struct pl_audit_head *head, char *err, size_t errsz);
 
 #endif

@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 int pl_param_int(const char *name, const char *value, long long def, long long min, long long max,
                  long long *out, char *err, size_t errsz)
@@ -148,4 +149,18 @@ enum pl_field_result pl_param_check_fields(json_object *obj, const struct pl_fie
         }
     }
     return PL_FIELDS_OK;
+}
+
+bool pl_param_timestamp_ok(const char *s)
+{
+    struct tm tm = {0};
+    const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!end)
+        return false;
+    if (*end == '.')
+        for (end++; *end >= '0' && *end <= '9'; end++)
+            ;
+    if (*end == 'Z')
+        return end[1] == '\0';
+    return (*end == '+' || *end == '-') && strlen(end) == 6 && end[3] == ':';
 }

@@ -10,21 +10,6 @@
 #include <string.h>
 #include <time.h>
 
-/* Accepts YYYY-MM-DDTHH:MM:SS with an optional fraction and a Z or +hh:mm offset. */
-static bool clusters_time_ok(const char *s)
-{
-    struct tm tm = {0};
-    const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (!end)
-        return false;
-    if (*end == '.')
-        for (end++; *end >= '0' && *end <= '9'; end++)
-            ;
-    if (*end == 'Z')
-        return end[1] == '\0';
-    return (*end == '+' || *end == '-') && strlen(end) == 6 && end[3] == ':';
-}
-
 static bool clusters_status_ok(const char *s)
 {
     return strcmp(s, "new") == 0 || strcmp(s, "acknowledged") == 0 || strcmp(s, "resolved") == 0;
@@ -46,9 +31,9 @@ void api_clusters_list(struct pl_http_request *req, struct pl_http_response *res
         return;
     }
     const char *from = pl_http_query(req, "from"), *to = pl_http_query(req, "to");
-    if ((from && !clusters_time_ok(from)) || (to && !clusters_time_ok(to))) {
+    if ((from && !pl_param_timestamp_ok(from)) || (to && !pl_param_timestamp_ok(to))) {
         pl_http_error(res, 400, "%s must be an ISO-8601 timestamp (2026-01-31T12:00:00Z)",
-                      from && !clusters_time_ok(from) ? "from" : "to");
+                      from && !pl_param_timestamp_ok(from) ? "from" : "to");
         return;
     }
     long long limit, offset;

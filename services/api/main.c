@@ -10,7 +10,7 @@ static const struct pl_http_route api_routes[] = {
     {"GET", "/v1/prompts/deployments/{id}", api_deployments_get},
     {"GET", "/v1/prompts/deployments/{id}/series", api_deployments_series},
     {"GET", "/v1/alerts", api_alerts},
-    {"GET", "/v1/audit", api_audit_list},
+    {"GET", "/v1/audit-log", api_audit_list},
     {"GET", "/v1/audit/verify", api_audit_verify},
     {"POST", "/v1/prompts/deployments/{id}/approve", api_deployments_approve},
     {"POST", "/v1/prompts/deployments/{id}/reject", api_deployments_reject},

@@ -11,7 +11,7 @@ after(async () => { await browser?.close(); });
 
 test('the audit log shows the entries, verifies the chain and filters by action', () =>
   withPage(browser, async ({ page }) => {
-    const newest = (await apiOk('GET', '/v1/audit?limit=1', keys.owner())).items[0];
+    const newest = (await apiOk('GET', '/v1/audit-log?limit=1', keys.owner())).items[0];
     assert.ok(newest, 'scripts/demo left audit entries');
     await signInWithLink(page, keys.owner());
     await gotoRoute(page, `#/audit?project=${env('PL_PROJECT_ID')}`);

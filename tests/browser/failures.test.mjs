@@ -71,7 +71,7 @@ test('an owner acknowledges a cluster (audited) and reopens it', () =>
       await apiOk('PATCH', `/v1/failures/clusters/${id}`, keys.owner(), { status: 'new' });
     }
     const audited = async (to) => {
-      const a = await apiOk('GET', `/v1/audit?action=cluster.status&target=${id}&limit=100`,
+      const a = await apiOk('GET', `/v1/audit-log?action=cluster.status&target=${id}&limit=100`,
         keys.owner());
       return a.items.filter((e) => e.target === id && e.detail && e.detail.to === to);
     };

@@ -213,11 +213,12 @@ static void test_audit_pages_filters_and_verify(void **state)
     char *total = sql1("SELECT count(*) FROM audit_log WHERE tenant_id = $1", t.id);
 
     /* pages of 3, newest first, cover every entry once */
-    char path[256], before[32] = "";
+    char path[256], cursor[32] = "";
     long long last_id = 0;
     int seen = 0;
     for (;;) {
-        snprintf(path, sizeof(path), "/v1/audit?limit=3%s%s", before[0] ? "&before=" : "", before);
+        snprintf(path, sizeof(path), "/v1/audit-log?limit=3%s%s", cursor[0] ? "&cursor=" : "",
+                 cursor);
         json_object *page = get_json(path, t.viewer_key);
         json_object *items = member(page, "items");
         for (size_t i = 0; i < json_object_array_length(items); i++) {
@@ -226,39 +227,70 @@ static void test_audit_pages_filters_and_verify(void **state)
             last_id = id;
             seen++;
         }
-        json_object *next = member(page, "next_before");
+        json_object *next = member(page, "next_cursor");
         bool more = !json_object_is_type(next, json_type_null);
         if (more)
-            snprintf(before, sizeof(before), "%s", json_object_get_string(next));
+            snprintf(cursor, sizeof(cursor), "%s", json_object_get_string(next));
         json_object_put(page);
         if (!more)
             break;
     }
     assert_int_equal(seen, strtol(total, NULL, 10));
 
-    json_object *f = get_json("/v1/audit?action=itest.page&actor=key:odd", t.viewer_key);
+    json_object *f = get_json("/v1/audit-log?action=itest.page&actor=key:odd", t.viewer_key);
     assert_int_equal(json_object_array_length(member(f, "items")), 3);
     json_object_put(f);
-    f = get_json("/v1/audit?action=itest.page&target=target-a", t.viewer_key);
+    f = get_json("/v1/audit-log?action=itest.page&target=target-a", t.viewer_key);
     assert_int_equal(json_object_array_length(member(f, "items")), 3);
     json_object_put(f);
-    assert_int_equal(status_of("GET", "/v1/audit?limit=0", t.viewer_key, NULL), 400);
-    assert_int_equal(status_of("GET", "/v1/audit?before=x", t.viewer_key, NULL), 400);
-    assert_int_equal(status_of("GET", "/v1/audit?actor=", t.viewer_key, NULL), 400);
-    assert_int_equal(status_of("GET", "/v1/audit?project_id=x", t.viewer_key, NULL), 400);
-    assert_int_equal(status_of("GET", "/v1/audit", NULL, NULL), 401);
+    /* by time: everything up to now, nothing from tomorrow on */
+    f = get_json("/v1/audit-log?action=itest.page&to=2999-01-01T00:00:00Z", t.viewer_key);
+    assert_int_equal(json_object_array_length(member(f, "items")), 7);
+    json_object_put(f);
+    f = get_json("/v1/audit-log?action=itest.page&from=2999-01-01T00:00:00%2B02:00", t.viewer_key);
+    assert_int_equal(json_object_array_length(member(f, "items")), 0);
+    json_object_put(f);
+    assert_int_equal(status_of("GET", "/v1/audit-log?limit=0", t.viewer_key, NULL), 400);
+    assert_int_equal(status_of("GET", "/v1/audit-log?cursor=x", t.viewer_key, NULL), 400);
+    assert_int_equal(status_of("GET", "/v1/audit-log?actor=", t.viewer_key, NULL), 400);
+    assert_int_equal(status_of("GET", "/v1/audit-log?from=yesterday", t.viewer_key, NULL), 400);
+    assert_int_equal(status_of("GET", "/v1/audit-log?project_id=x", t.viewer_key, NULL), 400);
+    assert_int_equal(status_of("GET", "/v1/audit-log", NULL, NULL), 401);
 
     json_object *v = get_json("/v1/audit/verify", t.viewer_key);
-    assert_true(json_object_get_boolean(member(v, "ok")));
-    assert_int_equal(json_object_get_int64(member(v, "entries")), strtol(total, NULL, 10));
+    assert_true(json_object_get_boolean(member(v, "verified")));
+    assert_int_equal(json_object_get_int64(member(v, "row_count")), strtol(total, NULL, 10));
+    assert_true(json_object_is_type(member(v, "hash_matches"), json_type_null));
+    char head[65];
+    snprintf(head, sizeof(head), "%s", str(v, "head_hash"));
+    assert_int_equal(strlen(head), 64);
     json_object_put(v);
+    /* the head published now stays in the chain as it grows; deleting the newest entries
+     * leaves a chain that verifies, but without that head */
+    assert_int_equal(pl_pg_exec(db, "BEGIN", 0, NULL, &err), 0);
+    assert_int_equal(pl_audit_append(db, t.id, "key:even", "itest.later", "target-c", "{}", &err),
+                     0);
+    assert_int_equal(pl_pg_exec(db, "COMMIT", 0, NULL, &err), 0);
+    snprintf(path, sizeof(path), "/v1/audit/verify?expected_head_hash=%s", head);
+    v = get_json(path, t.viewer_key);
+    assert_true(json_object_get_boolean(member(v, "hash_matches")));
+    json_object_put(v);
+    free(sql1("DELETE FROM audit_log WHERE tenant_id = $1 AND id >= (SELECT max(id) - 1"
+              " FROM audit_log WHERE tenant_id = $1) RETURNING 1",
+              t.id));
+    v = get_json(path, t.viewer_key);
+    assert_true(json_object_get_boolean(member(v, "verified")));
+    assert_false(json_object_get_boolean(member(v, "hash_matches")));
+    json_object_put(v);
+    assert_int_equal(
+        status_of("GET", "/v1/audit/verify?expected_head_hash=abc", t.viewer_key, NULL), 400);
     /* an edited entry breaks the chain, and the answer names it */
     char *id = sql1("UPDATE audit_log SET actor = 'key:forged' WHERE id = (SELECT min(id)"
                     " FROM audit_log WHERE tenant_id = $1 AND action = 'itest.page')"
                     " RETURNING id",
                     t.id);
     v = get_json("/v1/audit/verify", t.viewer_key);
-    assert_false(json_object_get_boolean(member(v, "ok")));
+    assert_false(json_object_get_boolean(member(v, "verified")));
     char want[64];
     snprintf(want, sizeof(want), "audit entry %s:", id);
     assert_non_null(strstr(str(v, "error"), want));

@@ -26,7 +26,8 @@ static const char admin_usage[] =
     "  project create --tenant ID --name NAME\n"
     "  apikey create --tenant ID --role owner|member|viewer [--name NAME]\n"
     "  offsets reset --group GROUP --topic TOPIC --to earliest|YYYY-MM-DDTHH:MM:SSZ\n"
-    "  audit verify --tenant ID\n"
+    "  audit verify --tenant ID [--expected-head HASH]\n"
+    "                (HASH: a head published earlier; fails unless it is still in the chain)\n"
     "  user add --tenant ID --name NAME --role owner|member|viewer\n"
     "                (a dashboard user signed in by a trusted auth proxy: ui.proxy_header)\n"
     "  user disable --name NAME\n"
@@ -434,10 +435,19 @@ int main(int argc, char **argv)
         if (!tenant || !pl_uuid_valid(tenant)) {
             rc = admin_fail("%s", "audit verify needs --tenant UUID");
         } else {
-            long long n = pl_audit_verify(conn, tenant, err, sizeof(err));
-            rc = n < 0 ? admin_fail("audit chain broken: %s", err) : 0;
-            if (n >= 0)
-                printf("audit chain ok: %lld entries\n", n);
+            const char *expected = admin_opt(argc - 3, argv + 3, "--expected-head");
+            struct pl_audit_head head;
+            long long n = pl_audit_verify_head(conn, tenant, expected, &head, err, sizeof(err));
+            if (n < 0)
+                rc = admin_fail("audit chain broken: %s", err);
+            else if (head.expected_found == 0)
+                rc = admin_fail("audit head %s is not in the chain: entries up to it were "
+                                "removed or rewritten (the chain now ends at %s, %lld entries)",
+                                expected, head.hash[0] ? head.hash : "(empty)", head.rows);
+            else {
+                rc = 0;
+                printf("audit chain ok: %lld entries, head %s\n", n, head.hash);
+            }
         }
     }
     PQfinish(conn);
