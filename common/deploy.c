@@ -47,7 +47,10 @@ static const struct deploy_move {
      PL_DEPLOY_ROLLED_BACK, PL_ACTOR_OWNER},
     {BIT(PL_DEPLOY_SHIPPED) | BIT(PL_DEPLOY_MONITORING) | BIT(PL_DEPLOY_REGRESSED),
      PL_DEPLOY_ROLLED_BACK, PL_ACTOR_AUTO_ROLLBACK},
-    {BIT(PL_DEPLOY_PROPOSED) | BIT(PL_DEPLOY_AB_RUNNING) | BIT(PL_DEPLOY_AB_PASSED),
+    /* "any non-terminal deployment" (the seed): a live one is taken back as by a rollback
+     * (the registry hook restores the replaced version) and ends rejected with the reason */
+    {BIT(PL_DEPLOY_PROPOSED) | BIT(PL_DEPLOY_AB_RUNNING) | BIT(PL_DEPLOY_AB_PASSED) |
+         BIT(PL_DEPLOY_SHIPPED) | BIT(PL_DEPLOY_MONITORING) | BIT(PL_DEPLOY_REGRESSED),
      PL_DEPLOY_REJECTED, PL_ACTOR_OWNER},
 };
 
@@ -191,8 +194,10 @@ enum pl_transition_result pl_deploy_transition(PGconn *conn, const struct pl_dep
         "   rejection_reason = coalesce($6, d.rejection_reason),"
         "   ab_report = coalesce($7::jsonb, d.ab_report),"
         "   shipped_at = CASE WHEN $3 = 'shipped' THEN now() ELSE d.shipped_at END,"
-        "   rolled_back_at = CASE WHEN $3 = 'rolled_back' THEN now() ELSE d.rolled_back_at END,"
-        "   rollout_pct = CASE WHEN $3 = 'rolled_back' THEN 0"
+        "   rolled_back_at = CASE WHEN $3 = 'rolled_back' OR ($3 = 'rejected'"
+        "     AND old.status IN ('shipped', 'monitoring', 'regressed')) THEN now()"
+        "     ELSE d.rolled_back_at END,"
+        "   rollout_pct = CASE WHEN $3 IN ('rolled_back', 'rejected') THEN 0"
         "     WHEN $3 = 'shipped' THEN (SELECT CASE WHEN p.ship_canary_pct > 0"
         "       AND d.prompt_id IS NOT NULL THEN p.ship_canary_pct ELSE 100 END"
         "       FROM projects p WHERE p.id = d.project_id)"

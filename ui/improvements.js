@@ -16,7 +16,8 @@ const STATUSES = ['proposed', 'ab_running', 'ab_passed', 'ab_failed', 'shipped',
 // the statuses each owner decision applies from (common/deploy.c)
 const CAN = {
   approve: ['ab_passed'],
-  reject: ['proposed', 'ab_running', 'ab_passed'],
+  // a live deployment rejected is taken back like a rollback and ends rejected
+  reject: ['proposed', 'ab_running', 'ab_passed', 'shipped', 'monitoring', 'regressed'],
   rollback: ['shipped', 'monitoring', 'regressed'],
 };
 

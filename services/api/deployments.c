@@ -103,9 +103,12 @@ static void deployments_move(struct pl_http_request *req, struct pl_http_respons
                                                : who->key_id,
         .rejection_reason = reason,
         .events_topic = svc->cfg.kafka_topic_deployments,
-        .hook = to == PL_DEPLOY_SHIPPED       ? pl_registry_ship_hook
-                : to == PL_DEPLOY_ROLLED_BACK ? pl_registry_rollback_hook
-                                              : NULL,
+        /* a rejected deployment that was live is taken back like a rollback; one that never
+         * shipped has no shipped version, and the hook does nothing */
+        .hook = to == PL_DEPLOY_SHIPPED ? pl_registry_ship_hook
+                : to == PL_DEPLOY_ROLLED_BACK || to == PL_DEPLOY_REJECTED
+                    ? pl_registry_rollback_hook
+                    : NULL,
         .hook_arg = actor,
     };
     PGconn *conn = api_db(req, res);

@@ -644,6 +644,68 @@ static void test_canary_rollback(void **state)
     canary_http_free(&h);
 }
 
+/* Reject works on any non-terminal deployment: a live one (here a canary at 10 %, and one
+ * fully shipped and watched) is taken back like a rollback, in the same guarded move, and ends
+ * rejected with the reason; when something newer is live the reject is refused (409) and
+ * nothing changes. */
+static void test_reject_of_a_live_deployment(void **state)
+{
+    (void)state;
+    for (int watched = 0; watched < 2; watched++) {
+        struct itest_tenant t;
+        canary_tenant(&t, watched ? 0 : 10);
+        struct canary c;
+        canary_prompt(&c, &t, "rejected-live");
+        assert_int_equal(canary_ship(&c), watched ? 100 : 10);
+        if (watched)
+            canary_monitoring(&c);
+        char path[128];
+        snprintf(path, sizeof(path), "/v1/prompts/deployments/%s/reject", c.id);
+        struct itest_response r =
+            itest_api("POST", path, c.t.owner_key, "{\"reason\": \"the tone is wrong\"}");
+        if (r.status != 200)
+            fail_msg("reject: %ld %s", r.status, r.body);
+        assert_string_equal(itest_json_str(&r, "status"), "rejected");
+        assert_string_equal(itest_json_str(&r, "rejection_reason"), "the tone is wrong");
+        assert_non_null(itest_json_str(&r, "rolled_back_at"));
+        assert_int_equal(json_object_get_int(jp(r.json, "rollout_pct")), 0);
+        itest_response_free(&r);
+        char *rows = canary_rows(&c);
+        assert_string_equal(rows, watched ? "1@100/-,2@100/-,1@100/-" : "1@100/-,2@10/1,1@100/-");
+        free(rows);
+        canary_sql_is("SELECT count(*) || '|' || min(detail->>'reason') FROM audit_log"
+                      " WHERE target = $1 AND detail->>'to' = 'rejected'",
+                      c.id, "1|the tone is wrong");
+        struct canary_http h;
+        canary_http_init(&h);
+        canary_all_get(&h, &c, 100, 1);
+        canary_http_free(&h);
+    }
+    /* something newer is live: the reject is refused and the deployment stays shipped */
+    struct itest_tenant t;
+    canary_tenant(&t, 0);
+    struct canary c;
+    canary_prompt(&c, &t, "rejected-late");
+    assert_int_equal(canary_ship(&c), 100);
+    struct pl_pg_error err;
+    char v3[37];
+    int number;
+    assert_int_equal(pl_pg_exec(db, "BEGIN", 0, NULL, &err), 0);
+    assert_int_equal(pl_registry_add_version(db, t.id, c.prompt_id,
+                                             "{\"messages\":[{\"role\":\"system\","
+                                             "\"content\":\"v3\"}]}",
+                                             "itest", v3, &number, &err),
+                     0);
+    assert_int_equal(pl_registry_deploy(db, t.id, c.env, c.prompt_id, v3, "itest", &err), 0);
+    assert_int_equal(pl_pg_exec(db, "COMMIT", 0, NULL, &err), 0);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/prompts/deployments/%s/reject", c.id);
+    struct itest_response r = itest_api("POST", path, c.t.owner_key, "{\"reason\": \"too late\"}");
+    assert_int_equal(r.status, 409);
+    itest_response_free(&r);
+    canary_sql_is(STATUS_SQL, c.id, "shipped");
+}
+
 /* The race: a promotion (on its own connection) and an owner's rollback through the api,
  * released together, one of them after a random head start of the other (0 to 5 ms, about
  * the time each move takes) so that the rounds see both orders and transactions waiting on
@@ -842,6 +904,7 @@ int main(void)
         cmocka_unit_test(test_canary_promotion),
         cmocka_unit_test(test_promotion_refused_when_something_else_is_live),
         cmocka_unit_test(test_canary_rollback),
+        cmocka_unit_test(test_reject_of_a_live_deployment),
         cmocka_unit_test(test_promotion_racing_rollback),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -47,6 +47,9 @@ static const struct expected_move {
     {PL_DEPLOY_PROPOSED, PL_DEPLOY_REJECTED, PL_ACTOR_OWNER},
     {PL_DEPLOY_AB_RUNNING, PL_DEPLOY_REJECTED, PL_ACTOR_OWNER},
     {PL_DEPLOY_AB_PASSED, PL_DEPLOY_REJECTED, PL_ACTOR_OWNER},
+    {PL_DEPLOY_SHIPPED, PL_DEPLOY_REJECTED, PL_ACTOR_OWNER},
+    {PL_DEPLOY_MONITORING, PL_DEPLOY_REJECTED, PL_ACTOR_OWNER},
+    {PL_DEPLOY_REGRESSED, PL_DEPLOY_REJECTED, PL_ACTOR_OWNER},
 };
 #define N_EXPECTED (sizeof(expected_moves) / sizeof(expected_moves[0]))
 
@@ -106,7 +109,7 @@ static void test_allowed_spot_checks(void **state)
     assert_false(pl_deploy_allowed(PL_DEPLOY_SHIPPED, PL_DEPLOY_ROLLED_BACK, PL_ACTOR_MONITOR));
     assert_true(
         pl_deploy_allowed(PL_DEPLOY_REGRESSED, PL_DEPLOY_ROLLED_BACK, PL_ACTOR_AUTO_ROLLBACK));
-    assert_false(pl_deploy_allowed(PL_DEPLOY_SHIPPED, PL_DEPLOY_REJECTED, PL_ACTOR_OWNER));
+    assert_false(pl_deploy_allowed(PL_DEPLOY_ROLLED_BACK, PL_DEPLOY_REJECTED, PL_ACTOR_OWNER));
     /* Nothing may ever move back to "new". */
     assert_false(pl_deploy_allowed(PL_DEPLOY_PROPOSED, PL_DEPLOY_NEW, PL_ACTOR_DIFFER));
 }
@@ -173,7 +176,8 @@ static void test_allowed_from_literals(void **state)
     (void)state;
     check_allowed_from(PL_DEPLOY_SHIPPED, PL_ACTOR_OWNER, "{proposed,ab_passed}", 2);
     check_allowed_from(PL_DEPLOY_SHIPPED, PL_ACTOR_AUTOSHIP, "{ab_passed}", 1);
-    check_allowed_from(PL_DEPLOY_REJECTED, PL_ACTOR_OWNER, "{proposed,ab_running,ab_passed}", 3);
+    check_allowed_from(PL_DEPLOY_REJECTED, PL_ACTOR_OWNER,
+                       "{proposed,ab_running,ab_passed,shipped,monitoring,regressed}", 6);
     check_allowed_from(PL_DEPLOY_ROLLED_BACK, PL_ACTOR_OWNER, "{shipped,monitoring,regressed}", 3);
     check_allowed_from(PL_DEPLOY_ROLLED_BACK, PL_ACTOR_AUTO_ROLLBACK,
                        "{shipped,monitoring,regressed}", 3);
@@ -224,10 +228,10 @@ static void test_allowed_from_matches_spec(void **state)
 static void test_allowed_from_small_buffer(void **state)
 {
     (void)state;
-    /* "{proposed,ab_running,ab_passed}" is 31 characters; give far less and watch the guard
-     * bytes after the declared size. */
-    for (size_t sz = 1; sz <= 32; sz++) {
-        char buf[64];
+    /* "{proposed,ab_running,ab_passed,shipped,monitoring,regressed}" is 61 characters; give
+     * far less and watch the guard bytes after the declared size. */
+    for (size_t sz = 1; sz <= 62; sz++) {
+        char buf[96];
         memset(buf, '#', sizeof(buf));
         pl_deploy_allowed_from(PL_DEPLOY_REJECTED, PL_ACTOR_OWNER, buf, sz);
         for (size_t i = sz; i < sizeof(buf); i++)
@@ -238,10 +242,10 @@ static void test_allowed_from_small_buffer(void **state)
         assert_true(strlen(buf) < sz);
     }
     /* Exactly enough room: the full literal. */
-    char exact[32];
+    char exact[62];
     assert_int_equal(
-        pl_deploy_allowed_from(PL_DEPLOY_REJECTED, PL_ACTOR_OWNER, exact, sizeof(exact)), 3);
-    assert_string_equal(exact, "{proposed,ab_running,ab_passed}");
+        pl_deploy_allowed_from(PL_DEPLOY_REJECTED, PL_ACTOR_OWNER, exact, sizeof(exact)), 6);
+    assert_string_equal(exact, "{proposed,ab_running,ab_passed,shipped,monitoring,regressed}");
     /* bufsz 0 writes nothing at all. */
     char none[4] = {'#', '#', '#', '#'};
     pl_deploy_allowed_from(PL_DEPLOY_SHIPPED, PL_ACTOR_OWNER, none, 0);
