@@ -1,8 +1,13 @@
 #include "params.h"
 
+#include "json_scan.h"
+
 #include "util.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -20,6 +25,122 @@ int pl_param_int(const char *name, const char *value, long long def, long long m
     }
     *out = v;
     return 0;
+}
+
+/* What json-c lets through and the rest of the system cannot hold or would read wrongly:
+ * the ingest scanner's rules (valid UTF-8, no \u0000, which PostgreSQL's jsonb and C strings
+ * cannot hold; numbers a double or an int64 can hold; no key twice in an object, where json-c
+ * keeps the last silently), checked over the whole text with the failing place named. */
+struct strict_check {
+    struct pl_json_scan s;
+    char path[160];
+    char *err;
+    size_t errsz;
+    const char *what;
+};
+
+static bool strict_fail(struct strict_check *c, const char *why)
+{
+    if (c->path[0])
+        snprintf(c->err, c->errsz, "%s: %s: %s", c->what, c->path, why);
+    else
+        snprintf(c->err, c->errsz, "%s: %s", c->what, why);
+    return false;
+}
+
+static int strict_key_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A number token: finite and not flushed to zero as a double; an integer within int64. */
+static bool strict_number_ok(const char *text, size_t len, bool is_int)
+{
+    char buf[64];
+    if (len >= sizeof(buf))
+        return false; /* longer than any number a double or an int64 holds */
+    memcpy(buf, text, len);
+    buf[len] = '\0';
+    errno = 0;
+    if (is_int) {
+        (void)strtoll(buf, NULL, 10);
+        return errno == 0;
+    }
+    double d = strtod(buf, NULL);
+    return errno == 0 && isfinite(d);
+}
+
+static bool strict_value(struct strict_check *c, int depth)
+{
+    struct pl_json_scan *s = &c->s;
+    size_t at = strlen(c->path);
+    if (!pl_json_scan_ws(s))
+        return strict_fail(c, "ends early");
+    char open = *s->p;
+    if (open != '{' && open != '[') {
+        struct pl_json_value v;
+        if (!pl_json_scan_value(s, &v))
+            return strict_fail(c, s->err);
+        if (v.kind == PL_JSON_NUMBER && !strict_number_ok(v.text, v.text_len, v.is_int))
+            return strict_fail(c, "number out of range");
+        return true;
+    }
+    if (depth >= PL_JSON_SCAN_MAX_DEPTH)
+        return strict_fail(c, "nests too deep");
+    pl_json_scan_enter(s, open);
+    char **keys = NULL;
+    size_t nkeys = 0, cap = 0;
+    bool ok = true;
+    for (size_t i = 0; ok; i++) {
+        struct pl_json_str key;
+        int r = open == '{' ? pl_json_scan_member(s, i, &key) : pl_json_scan_item(s, i);
+        if (r <= 0) {
+            ok = r == 0 || strict_fail(c, s->err);
+            break;
+        }
+        if (open == '{') {
+            if (nkeys == cap) {
+                cap = cap ? 2 * cap : 8;
+                char **grown = realloc(keys, cap * sizeof(*keys));
+                if (!grown) {
+                    ok = strict_fail(c, "out of memory");
+                    break;
+                }
+                keys = grown;
+            }
+            if (!(keys[nkeys] = malloc(key.len + 1))) {
+                ok = strict_fail(c, "out of memory");
+                break;
+            }
+            pl_json_str_decode(&key, keys[nkeys]);
+            snprintf(c->path + at, sizeof(c->path) - at, "%s%s", at ? "." : "", keys[nkeys]);
+            nkeys++;
+        } else {
+            snprintf(c->path + at, sizeof(c->path) - at, "[%zu]", i);
+        }
+        ok = strict_value(c, depth + 1);
+        c->path[at] = '\0';
+    }
+    if (ok && nkeys > 1) {
+        qsort(keys, nkeys, sizeof(*keys), strict_key_cmp);
+        for (size_t i = 1; i < nkeys && ok; i++)
+            if (strcmp(keys[i - 1], keys[i]) == 0) {
+                char why[128];
+                snprintf(why, sizeof(why), "the key \"%.80s\" appears twice", keys[i]);
+                ok = strict_fail(c, why);
+            }
+    }
+    for (size_t i = 0; i < nkeys; i++)
+        free(keys[i]);
+    free(keys);
+    return ok;
+}
+
+static bool strict_json(const char *text, size_t len, const char *what, char *err, size_t errsz)
+{
+    struct strict_check c = {.err = err, .errsz = errsz, .what = what};
+    pl_json_scan_init(&c.s, text, len);
+    return strict_value(&c, 0);
 }
 
 json_object *pl_param_json_object(const char *body, size_t len, bool allow_empty, char *err,
@@ -73,6 +194,10 @@ json_object *pl_json_object_parse(const char *body, size_t len, bool allow_empty
     }
     if (end != len) {
         snprintf(err, errsz, "%s has data after the JSON value", what);
+        json_object_put(obj);
+        return NULL;
+    }
+    if (!strict_json(body, len, what, err, errsz)) {
         json_object_put(obj);
         return NULL;
     }
@@ -138,7 +263,12 @@ enum pl_field_result pl_param_check_fields(json_object *obj, const struct pl_fie
                 snprintf(err, errsz, "%s must be a string", key);
                 return PL_FIELDS_BAD_REQUEST;
             }
-            long long len = json_object_get_string_len(val);
+            /* characters, not bytes: the body is valid UTF-8 (strict_json), so every byte
+             * that is not a continuation byte starts one */
+            long long len = 0;
+            for (const unsigned char *c = (const unsigned char *)json_object_get_string(val); *c;
+                 c++)
+                len += (*c & 0xC0) != 0x80;
             if (len < r->min || len > r->max) {
                 snprintf(err, errsz, "%s must be %lld to %lld characters long", key, r->min,
                          r->max);

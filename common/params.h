@@ -42,7 +42,7 @@ enum pl_field_type {
 struct pl_field_rule {
     const char *name;
     enum pl_field_type type;
-    long long min, max; /* ints: value range; strings: length range (bytes) */
+    long long min, max; /* ints: value range; strings: length range (characters) */
 };
 
 enum pl_field_result { PL_FIELDS_OK, PL_FIELDS_BAD_REQUEST, PL_FIELDS_UNPROCESSABLE };

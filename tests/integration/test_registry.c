@@ -413,7 +413,8 @@ static void test_manifest_validation(void **state)
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"model_configuration\":"
          "{\"provider\":\"p\",\"model\":\"m\",\"seed\":1}}",
          422, "manifest.model_configuration.seed"},
-        {"{\"messages\":[{\"role\":\"user\",\"content\":\"a\\u0000b\"}]}", 422, "manifest"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"a\\u0000b\"}]}", 400,
+         "manifest.messages[0].content"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         expect_manifest(t.member_key, p, cases[i].manifest, cases[i].status, cases[i].names);

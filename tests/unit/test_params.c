@@ -245,7 +245,80 @@ static void test_json_trailing_data(void **state)
     }
 }
 
+/* What json-c would let through and the system cannot hold: each is refused with the place
+ * named; their neighbours that are fine pass. */
+static void test_json_strict(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *body;
+        size_t len; /* 0: strlen */
+        const char *err;
+    } bad[] = {
+        {"{\"name\":\"a\\u0000b\"}", 0, "request body: name: "},
+        {"{\"a\":{\"b\":[1,\"x\\u0000\"]}}", 0, "request body: a.b[1]: "},
+        {"{\"name\":\"\xC0\xAF\"}", 0, "request body"},
+        {"{\"name\":\"\xED\xA0\x80\"}", 0, "request body"},
+        {"{\"name\":\"\xF4\x90\x80\x80\"}", 0, "request body"},
+        {"{\"ab_alpha\":1e-400}", 0, "request body: ab_alpha: number out of range"},
+        {"{\"x\":1e400}", 0, "request body: x: number out of range"},
+        {"{\"n\":99999999999999999999}", 0, "request body: n: number out of range"},
+        {"{\"a\":1,\"a\":2}", 0, "request body: the key \"a\" appears twice"},
+        {"{\"o\":{\"k\":1,\"j\":2,\"k\":3}}", 0, "request body: o: the key \"k\" appears twice"},
+        {"{\"secret\\u0000suffix\":1}", 0, "request body"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char err[256] = "";
+        json_object *o = pl_param_json_object(
+            bad[i].body, bad[i].len ? bad[i].len : strlen(bad[i].body), false, err, sizeof(err));
+        if (o) {
+            json_object_put(o);
+            fail_msg("%zu: accepted %s", i, bad[i].body);
+        }
+        if (strncmp(err, bad[i].err, strlen(bad[i].err)) != 0)
+            fail_msg("%zu: \"%s\" does not start with \"%s\"", i, err, bad[i].err);
+    }
+    static const char *const good[] = {
+        "{\"name\":\"caf\xC3\xA9 \xF0\x9F\x98\x80\"}",
+        "{\"ab_alpha\":1e-300}",
+        "{\"n\":9223372036854775807}",
+        "{\"a\":{\"k\":1},\"b\":{\"k\":1}}",
+        "{\"a\":[{\"k\":1},{\"k\":2}]}",
+        "{\"s\":\"\\u00e9\\ud83d\\ude00\"}",
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        char err[256] = "";
+        json_object *o = parse_body(good[i], false, err, sizeof(err));
+        if (!o)
+            fail_msg("%zu: refused %s: %s", i, good[i], err);
+        json_object_put(o);
+    }
+}
+
 /* ---- pl_param_check_fields --------------------------------------------------------------- */
+
+/* A string's length is counted in characters: 1000 two-byte characters fit a limit of 1000,
+ * 1001 do not. */
+static void test_fields_length_in_characters(void **state)
+{
+    (void)state;
+    static const struct pl_field_rule reason[] = {{"reason", PL_FIELD_STRING, 0, 1000}};
+    for (int n = 1000; n <= 1001; n++) {
+        size_t cap = 16 + 2 * (size_t)n;
+        char *body = malloc(cap);
+        size_t len = (size_t)snprintf(body, cap, "{\"reason\":\"");
+        for (int i = 0; i < n; i++)
+            len += (size_t)snprintf(body + len, cap - len, "\xC3\xA9");
+        snprintf(body + len, cap - len, "\"}");
+        char err[256] = "";
+        json_object *o = pl_param_json_object(body, strlen(body), false, err, sizeof(err));
+        assert_non_null(o);
+        assert_int_equal(pl_param_check_fields(o, reason, 1, err, sizeof(err)),
+                         n == 1000 ? PL_FIELDS_OK : PL_FIELDS_UNPROCESSABLE);
+        json_object_put(o);
+        free(body);
+    }
+}
 
 static const struct pl_field_rule rules[] = {
     {"name", PL_FIELD_STRING, 1, 10},
@@ -395,10 +468,15 @@ static void test_fields_string_length(void **state)
     assert_int_equal(check("{\"name\":\"\"}", err, sizeof(err)), PL_FIELDS_UNPROCESSABLE);
     assert_string_equal(err, "name must be 1 to 10 characters long");
     expect_fields("{\"name\":\"01234567890\"}", PL_FIELDS_UNPROCESSABLE, "name");
-    /* Lengths are bytes: five 2-byte characters fit, six do not. */
-    expect_fields("{\"name\":\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\"}", PL_FIELDS_OK, NULL);
-    expect_fields("{\"name\":\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\"}",
-                  PL_FIELDS_UNPROCESSABLE, "name");
+    /* Lengths are characters: ten 2-byte characters fit, eleven do not. */
+    expect_fields(
+        "{\"name\":\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+        "\xc3\xa9\"}",
+        PL_FIELDS_OK, NULL);
+    expect_fields(
+        "{\"name\":\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+        "\xc3\xa9\xc3\xa9\"}",
+        PL_FIELDS_UNPROCESSABLE, "name");
     /* An escaped character counts once, as its decoded byte. */
     expect_fields("{\"name\":\"\\n\\n\\n\\n\\n\\n\\n\\n\\n\\n\"}", PL_FIELDS_OK, NULL);
 }
@@ -545,6 +623,8 @@ int main(void)
         cmocka_unit_test(test_json_not_an_object),
         cmocka_unit_test(test_json_invalid),
         cmocka_unit_test(test_json_trailing_data),
+        cmocka_unit_test(test_json_strict),
+        cmocka_unit_test(test_fields_length_in_characters),
         cmocka_unit_test(test_fields_ok),
         cmocka_unit_test(test_fields_unknown),
         cmocka_unit_test(test_fields_wrong_type),
