@@ -1,4 +1,4 @@
-/* The A/B harness's decision (SPEC 9) as a pure function of the paired counts, so that the
+/* The A/B harness's decision (architecture §7) as a pure function of the paired counts, so that the
  * harness and bench/stats run the very same rule.
  *
  * Held-out cluster items: the candidate passes iff

@@ -1,5 +1,5 @@
-/* Control-loop actions (SPEC 13): the one table of legal status moves of an action and the one
- * guarded function every change goes through, like deployments (deploy.h): compare-and-set on
+/* Control-loop actions (architecture §7): the one table of legal status moves of an action and the
+ * one guarded function every change goes through, like deployments (deploy.h): compare-and-set on
  * the status, the outbox event (pl.actions) and the audit entry in one transaction. A lost race
  * is PL_TRANSITION_CONFLICT with the status the action has now. */
 #ifndef PL_ACTION_H

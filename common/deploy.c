@@ -27,7 +27,8 @@ static const char *const deploy_actor_names[PL_ACTOR_NACTORS] = {
 
 #define BIT(s) (1u << (s))
 
-/* SPEC 5, row for row: the statuses a move may start from, where it goes, and who may. */
+/* The lifecycle (architecture §5), row for row: the statuses a move may start from, where it goes,
+ * and who may. */
 static const struct deploy_move {
     unsigned from; /* bit set of statuses */
     enum pl_deploy_status to;
@@ -41,7 +42,7 @@ static const struct deploy_move {
     {BIT(PL_DEPLOY_AB_PASSED) | BIT(PL_DEPLOY_PROPOSED), PL_DEPLOY_SHIPPED, PL_ACTOR_OWNER},
     {BIT(PL_DEPLOY_SHIPPED), PL_DEPLOY_MONITORING, PL_ACTOR_MONITOR},
     {BIT(PL_DEPLOY_MONITORING), PL_DEPLOY_REGRESSED, PL_ACTOR_MONITOR},
-    /* the promotion keeps the seed's status: only rollout_pct moves (SPEC 10) */
+    /* the promotion keeps the seed's status: only rollout_pct moves (architecture §7) */
     {BIT(PL_DEPLOY_MONITORING), PL_DEPLOY_MONITORING, PL_ACTOR_CANARY_PROMOTE},
     {BIT(PL_DEPLOY_SHIPPED) | BIT(PL_DEPLOY_MONITORING) | BIT(PL_DEPLOY_REGRESSED),
      PL_DEPLOY_ROLLED_BACK, PL_ACTOR_OWNER},

@@ -1,4 +1,4 @@
-/* The prompt-deployment lifecycle (SPEC 5): the one table of legal moves and the one
+/* The prompt-deployment lifecycle (architecture §5): the one table of legal moves and the one
  * guarded-transition function every state change goes through. */
 #ifndef PL_DEPLOY_H
 #define PL_DEPLOY_H
@@ -104,7 +104,7 @@ enum pl_transition_result pl_deploy_transition(PGconn *conn, const struct pl_dep
                                                char **row_json, char *current,
                                                struct pl_pg_error *err);
 
-/** A new deployment (SPEC 5: "(new) → proposed", by the differ). */
+/** A new deployment (architecture §5: "(new) → proposed", by the differ). */
 struct pl_deploy_proposal {
     const char *tenant_id, *project_id;
     const char *cluster_signature, *cluster_id;

@@ -1,4 +1,4 @@
-/* Kafka producer and consumer wrappers with promptloop's delivery semantics (SPEC 6):
+/* Kafka producer and consumer wrappers with promptloop's delivery semantics (architecture §6):
  * an idempotent producer whose callers wait for the broker's acknowledgement, and a consumer
  * whose offsets are stored only after the caller's database work committed. */
 #ifndef PL_KAFKA_H
@@ -87,7 +87,7 @@ rd_kafka_t *pl_consumer_handle(struct pl_consumer *c);
 
 /**
  * @brief Sends msg to the dead-letter topic with reason, waiting for the acknowledgement
- *        (SPEC 6 record: source_topic, partition, offset, error, payload_base64, at).
+ *        (architecture §6 record: source_topic, partition, offset, error, payload_base64, at).
  * @returns 0, or -1 with err filled (the caller must then not store the offset).
  */
 int pl_kafka_dlq_send(struct pl_producer *p, const char *dlq_topic, const rd_kafka_message_t *msg,

@@ -1,6 +1,6 @@
-/* The control loop's kill switch, one per tenant (SPEC 13): while it is active the controller
- * and the API's execute route run nothing; what arrives is recorded as `pending` and picked up
- * after it is disabled. */
+/* The control loop's kill switch, one per tenant (architecture §7): while it is active the
+ * controller and the API's execute route run nothing; what arrives is recorded as `pending` and
+ * picked up after it is disabled. */
 #ifndef PL_KILLSWITCH_H
 #define PL_KILLSWITCH_H
 

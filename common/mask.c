@@ -665,7 +665,7 @@ static size_t match_quoted(const struct mask_in *in, size_t i)
 
 typedef size_t (*mask_matcher)(const struct mask_in *in, size_t i);
 
-/* SPEC §7 order: the first matcher that accepts a token at a position wins. MAC addresses
+/* architecture §7 order: the first matcher that accepts a token at a position wins. MAC addresses
  * (hex ids of a fixed shape, like UUIDs and hashes) go before dates and durations, which
  * would take their first groups ("12:34:56", "5d"). Floats, versions and integers share
  * match_number (the longest number first). */

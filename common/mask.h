@@ -1,8 +1,8 @@
-/* Masking of the variable parts of an error message (SPEC §7), the first step of a failure
+/* Masking of the variable parts of an error message (architecture §7), the first step of a failure
  * signature: hand-written scanners, no regex engine, no allocation, deterministic.
  *
  * The text is scanned left to right. At the start of each word (the first byte, or a byte
- * after one that is not a word byte [A-Za-z0-9_] or >= 0x80) the kinds are tried in the SPEC
+ * after one that is not a word byte [A-Za-z0-9_] or >= 0x80) the kinds are tried in the
  * order and the first that matches a whole token wins:
  *
  *   <EMAIL>  local@host.tld

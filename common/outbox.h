@@ -1,4 +1,4 @@
-/* Transactional outbox (SPEC 6): events are written in the same transaction as the change
+/* Transactional outbox (architecture §6): events are written in the same transaction as the change
  * they announce, and a relay publishes them to Kafka exactly once. */
 #ifndef PL_OUTBOX_H
 #define PL_OUTBOX_H

@@ -1,5 +1,5 @@
-/* The prompt registry's writes and the live-prompt lookup (SPEC 4, 5, 10): immutable versions,
- * an append-only deployment history per environment whose newest row is live, and the
+/* The prompt registry's writes and the live-prompt lookup (architecture §4, §5, §7): immutable
+ * versions, an append-only deployment history per environment whose newest row is live, and the
  * ship/promote/rollback work that runs inside a deployment's guarded transition. A live row
  * with rollout_pct < 100 is a canary: its version is served to that share of the routing
  * keys (pl_routed_version, 0007_live_regression_canary.sql), stable_version_id to the rest. */

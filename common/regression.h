@@ -1,4 +1,4 @@
-/* The monitor's regression test (SPEC 10): is the shipped version worse, on live traffic,
+/* The monitor's regression test (architecture §7): is the shipped version worse, on live traffic,
  * than the version it replaced, by more than a tolerance?
  *
  * H0: p_shipped >= p_baseline - tolerance (no regression) against H1: p_shipped below that.

@@ -1,5 +1,5 @@
-/* Statistics for the A/B harness (SPEC §9) and the regression monitor (SPEC §10): Wilson
- * intervals for pass rates, the exact McNemar test and a paired non-inferiority test on the
+/* Statistics for the A/B harness (architecture §7) and the regression monitor (architecture §7):
+ * Wilson intervals for pass rates, the exact McNemar test and a paired non-inferiority test on the
  * A/B's paired outcomes, and the exact and time-uniform rate bounds the monitor's sequential
  * test is built from (common/regression.h).
  *

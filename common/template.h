@@ -1,4 +1,4 @@
-/* Failure templates and signatures (SPEC §7): a masked error message (mask.h) becomes a
+/* Failure templates and signatures (architecture §7): a masked error message (mask.h) becomes a
  * template such as "Connection to <*> refused after <*>", and the template, with the project,
  * the error type and the grouping version, becomes the signature that groups failures.
  *

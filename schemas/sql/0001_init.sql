@@ -1,4 +1,4 @@
--- promptloop schema, first wave: every table of SPEC section 4.
+-- promptloop schema, first wave: every table of architecture §4.
 -- Every tenant-owned row carries tenant_id; every query filters by it.
 
 CREATE TABLE tenants (
@@ -15,7 +15,7 @@ CREATE TABLE projects (
     prompt_autoship_enabled boolean NOT NULL DEFAULT false,
     auto_rollback_enabled   boolean NOT NULL DEFAULT true,
     cluster_min_size        integer NOT NULL DEFAULT 10 CHECK (cluster_min_size BETWEEN 2 AND 100000),
-    -- A/B decision thresholds (SPEC 9) and regression monitor settings (SPEC 10).
+    -- A/B decision thresholds (architecture §7) and regression monitor settings (architecture §7).
     ab_min_delta            double precision NOT NULL DEFAULT 0.05,
     ab_alpha                double precision NOT NULL DEFAULT 0.05,
     ab_guardrail_tolerance  double precision NOT NULL DEFAULT 0.02,

@@ -4,7 +4,7 @@
 -- finds its deployment and proposes nothing new, even after that deployment ended.
 ALTER TABLE prompt_deployments
     ADD COLUMN source_event_id bigint,
-    -- the traces the differ showed the LLM: the A/B held-out set leaves them out (SPEC 8, 9)
+    -- the traces the differ showed the LLM: the A/B held-out set leaves them out (architecture §7)
     ADD COLUMN shown_trace_ids text[] NOT NULL DEFAULT '{}';
 CREATE UNIQUE INDEX prompt_deployments_source_event ON prompt_deployments (source_event_id)
     WHERE source_event_id IS NOT NULL;
@@ -12,7 +12,7 @@ CREATE UNIQUE INDEX prompt_deployments_source_event ON prompt_deployments (sourc
 CREATE INDEX prompt_deployments_running ON prompt_deployments (status, updated_at)
     WHERE status = 'ab_running';
 
--- Held-out set sizes (SPEC 9), per project like the decision thresholds.
+-- Held-out set sizes (architecture §7), per project like the decision thresholds.
 ALTER TABLE projects
     ADD COLUMN ab_holdout_size integer NOT NULL DEFAULT 80 CHECK (ab_holdout_size BETWEEN 1 AND 10000),
     ADD COLUMN ab_guardrail_size integer NOT NULL DEFAULT 40 CHECK (ab_guardrail_size BETWEEN 0 AND 10000);

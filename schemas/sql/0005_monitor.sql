@@ -1,4 +1,4 @@
--- Issue 5: the regression monitor (SPEC 10).
+-- Issue 5: the regression monitor (architecture §7).
 
 -- Every live trace of a shipped version the monitor scored, once: replays insert nothing, so
 -- the statistics never count a trace twice. seq orders the rolling window.

@@ -1,4 +1,4 @@
--- Canary routing on the registry reads (SPEC 10): GET /v1/environments answers, for each
+-- Canary routing on the registry reads (architecture §7): GET /v1/environments answers, for each
 -- prompt live in an environment, the version served to an optional routing key
 -- (pl_routed_version of 0007: without a key, the stable version while a canary runs).
 

@@ -1,5 +1,5 @@
 /* pl-abharness: consumes pl.deployments, runs the A/B of every proposed deployment and
- * autoships passed ones when the project allows (SPEC 9); replay.c holds the stage logic.
+ * autoships passed ones when the project allows (architecture §7); replay.c holds the stage logic.
  * A second thread resumes A/B runs orphaned by a crashed harness: at startup, then every
  * abharness.resume_interval_ms for runs untouched for abharness.resume_after_ms. */
 #include "log.h"

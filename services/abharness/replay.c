@@ -166,9 +166,9 @@ static void ab_item_messages(struct ab_item *it, const char *current, const char
     }
 }
 
-/* The held-out set (SPEC 9), chosen by a hash of the trace ids so that a resumed run replays
- * the same items: cluster traces the differ did not show the LLM, then a guardrail sample of
- * passing traces of the same prompt. */
+/* The held-out set (architecture §7), chosen by a hash of the trace ids so that a resumed run
+ * replays the same items: cluster traces the differ did not show the LLM, then a guardrail sample
+ * of passing traces of the same prompt. */
 static int ab_held_out(PGconn *conn, const struct ab_deployment *d, const struct ab_settings *s,
                        struct ab_item **out, size_t *nout, struct pl_pg_error *err)
 {
@@ -319,7 +319,7 @@ static json_object *ab_thresholds_report(const struct pl_ab_thresholds *th)
     return o;
 }
 
-/* Scores both arms, computes the paired statistics and decides (SPEC 9). @returns the
+/* Scores both arms, computes the paired statistics and decides (architecture §7). @returns the
  * ab_report and sets *passed, or NULL with why when too many LLM calls failed (the A/B is
  * then retried later). calls[2i] is item i under the current prompt, calls[2i+1] under the
  * candidate. */

@@ -1,4 +1,4 @@
-/* The A/B harness's stage logic (SPEC 9): replays a held-out set under the current and the
+/* The A/B harness's stage logic (architecture §7): replays a held-out set under the current and the
  * candidate system prompt, scores both with the project's eval rules, decides with paired
  * statistics, and autoships when the project allows.
  *

@@ -166,7 +166,7 @@ void api_ui_sign_out(struct pl_http_request *req, struct pl_http_response *res);
 /* POST /ui/links: a one-time sign-in link for the caller's key; GET /ui/signin/{token} redeems */
 void api_ui_link_create(struct pl_http_request *req, struct pl_http_response *res);
 void api_ui_link_redeem(struct pl_http_request *req, struct pl_http_response *res);
-/* registry.c: prompts, versions, environments (SPEC 11, registry) */
+/* registry.c: prompts, versions, environments (architecture §8, registry) */
 void api_prompts_create(struct pl_http_request *req, struct pl_http_response *res);
 void api_prompts_list(struct pl_http_request *req, struct pl_http_response *res);
 void api_prompts_get(struct pl_http_request *req, struct pl_http_response *res);

@@ -1,5 +1,5 @@
 /* Trace ingest: validate, claim the ids (duplicate detection), hand the traces to Kafka, and
- * answer only after the broker acknowledged them (SPEC 6). */
+ * answer only after the broker acknowledged them (architecture §6). */
 #include "api.h"
 
 #include "kafka.h"

@@ -1,4 +1,4 @@
-/* pl-api: REST API (SPEC 11). Wires the route table to the service runtime. */
+/* pl-api: REST API (architecture §8). Wires the route table to the service runtime. */
 #include "api.h"
 #include "log.h"
 #include "util.h"

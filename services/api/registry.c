@@ -1,5 +1,5 @@
 /* Registry API: prompts, immutable versions, environments and their deployment history
- * (SPEC 4, 11). The writes reuse common/registry.c (numbering under the prompt's row lock,
+ * (architecture §4, §8). The writes reuse common/registry.c (numbering under the prompt's row lock,
  * append-only deployment rows) and are audited in their own transaction; every JSON shape
  * comes from one SQL function of the migrations (0004_registry.sql; the environment's live
  * list, routed by an optional routing_key, from 0008_canary_routing.sql). */
@@ -717,7 +717,7 @@ out:
 void api_environment_deploy(struct pl_http_request *req, struct pl_http_response *res)
 {
     struct pl_principal who;
-    /* Making a version live is shipping it: owner only (SPEC 11 role allowlists). */
+    /* Making a version live is shipping it: owner only (architecture §8 role allowlists). */
     if (!api_authorize_id(req, res, PL_ROLE_OWNER, false, "environment", &who))
         return;
     json_object *body = registry_body(req, res, deploy_fields, NRULES(deploy_fields));

@@ -1,5 +1,5 @@
-/* pl-differ: consumes pl.clusters and proposes prompt fixes (SPEC 8); the stage logic is in
- * propose.c. */
+/* pl-differ: consumes pl.clusters and proposes prompt fixes (architecture §7); the stage logic is
+ * in propose.c. */
 #include "log.h"
 #include "propose.h"
 #include "service.h"

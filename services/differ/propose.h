@@ -1,4 +1,4 @@
-/* The differ's stage logic (SPEC 8): from a cluster event to a `proposed` deployment.
+/* The differ's stage logic (architecture §7): from a cluster event to a `proposed` deployment.
  * Gathers the cluster's prompt, its live version and representative traces, asks the LLM
  * to diagnose and edit the system prompt, validates the reply, and creates the deployment
  * through pl_deploy_create (one open deployment per project and signature; a replayed event

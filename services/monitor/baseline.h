@@ -1,5 +1,5 @@
-/* The pre-ship baseline of a shipped deployment (SPEC 10): the live pass rate of the version
- * it replaced, from the newest traces of that version the detector stored before the ship,
+/* The pre-ship baseline of a shipped deployment (architecture §7): the live pass rate of the
+ * version it replaced, from the newest traces of that version the detector stored before the ship,
  * scored now with the project's eval rules, the same way the monitor scores live traces. */
 #ifndef PL_MONITOR_BASELINE_H
 #define PL_MONITOR_BASELINE_H

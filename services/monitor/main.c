@@ -1,5 +1,5 @@
 /* pl-monitor: watches shipped prompt versions on live traffic and rolls back regressions
- * (SPEC 10); watch.c holds the stage logic. One consumer group reads pl.traces and
+ * (architecture §7); watch.c holds the stage logic. One consumer group reads pl.traces and
  * pl.deployments, in batches. */
 #include "log.h"
 #include "service.h"

@@ -1,4 +1,4 @@
-/* The monitor's stage logic (SPEC 10): after a prompt version ships, every live trace that
+/* The monitor's stage logic (architecture §7): after a prompt version ships, every live trace that
  * names that version is scored with the project's eval rules and fed to a per-deployment
  * rolling window (regression_metric) and to the sequential test of common/regression.h
  * against the version it replaced: that version's pre-ship live traces, or during a canary

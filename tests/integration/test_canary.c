@@ -1,4 +1,4 @@
-/* Canary rollout in the registry against the running stack (SPEC 10): a deployment shipped
+/* Canary rollout in the registry against the running stack (architecture §7): a deployment shipped
  * with the project's ship_canary_pct serves its version to that share of the routing keys,
  * the same version to a key on every read of every read endpoint, the stable version to
  * keyless reads; its promotion to 100 % and its rollback are guarded transitions with one

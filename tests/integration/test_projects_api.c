@@ -213,7 +213,7 @@ static void test_patch(void **state)
     assert_string_equal(n, "1");
     free(n);
     itest_response_free(&r);
-    /* the A/B and monitor settings (SPEC 9, 10), with their defaults until changed */
+    /* the A/B and monitor settings (architecture §7), with their defaults until changed */
     r = call("PATCH", path, t.owner_key,
              "{\"ab_min_delta\":0.1,\"ab_alpha\":0.01,\"ab_guardrail_tolerance\":0,"
              "\"ab_holdout_size\":50,\"regression_alpha\":0.05,\"regression_window\":20}",

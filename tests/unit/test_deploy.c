@@ -1,5 +1,5 @@
-/* Unit tests for the deployment lifecycle table (SPEC 5): the legal-move predicate is checked
- * exhaustively against an independently written list of moves. */
+/* Unit tests for the deployment lifecycle table (architecture §5): the legal-move predicate is
+ * checked exhaustively against an independently written list of moves. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -12,7 +12,8 @@
 #include <stdio.h>
 #include <string.h>
 
-/* SPEC 5, transcribed by hand (one triple per legal move), NOT derived from deploy.c. */
+/* The lifecycle (architecture §5), transcribed by hand (one triple per legal move), NOT derived
+ * from deploy.c. */
 static const struct expected_move {
     enum pl_deploy_status from;
     enum pl_deploy_status to;
@@ -34,7 +35,7 @@ static const struct expected_move {
     {PL_DEPLOY_SHIPPED, PL_DEPLOY_MONITORING, PL_ACTOR_MONITOR},
     /* monitoring -> regressed: monitor */
     {PL_DEPLOY_MONITORING, PL_DEPLOY_REGRESSED, PL_ACTOR_MONITOR},
-    /* monitoring -> monitoring: the monitor promotes a canary to 100 % (SPEC 10) */
+    /* monitoring -> monitoring: the monitor promotes a canary to 100 % (architecture §7) */
     {PL_DEPLOY_MONITORING, PL_DEPLOY_MONITORING, PL_ACTOR_CANARY_PROMOTE},
     /* shipped, monitoring, regressed -> rolled_back: owner, or monitor with auto_rollback */
     {PL_DEPLOY_SHIPPED, PL_DEPLOY_ROLLED_BACK, PL_ACTOR_OWNER},
@@ -53,7 +54,7 @@ static const struct expected_move {
 };
 #define N_EXPECTED (sizeof(expected_moves) / sizeof(expected_moves[0]))
 
-/* Written out independently of the enum order (the API names from SPEC 5). */
+/* Written out independently of the enum order (the API names). */
 static const struct {
     enum pl_deploy_status s;
     const char *name;
@@ -86,11 +87,11 @@ static void test_allowed_exhaustive(void **state)
                 bool got = pl_deploy_allowed((enum pl_deploy_status)from, (enum pl_deploy_status)to,
                                              (enum pl_deploy_actor)actor);
                 if (got != want)
-                    fail_msg("pl_deploy_allowed(from=%d, to=%d, actor=%d) = %d, SPEC says %d", from,
-                             to, actor, got, want);
+                    fail_msg("pl_deploy_allowed(from=%d, to=%d, actor=%d) = %d, the table says %d",
+                             from, to, actor, got, want);
                 nallowed += got;
             }
-    /* Every SPEC row is reachable and nothing else is. */
+    /* Every row of the table is reachable and nothing else is. */
     assert_int_equal(nallowed, (int)N_EXPECTED);
 }
 
