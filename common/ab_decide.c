@@ -1,3 +1,4 @@
+/* The A/B decision as a pure function of the paired counts (see ab_decide.h). */
 #include "ab_decide.h"
 
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* Control-loop actions: the legal moves and the guarded transition (see action.h). */
 #include "action.h"
 
 #include "audit.h"

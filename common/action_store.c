@@ -1,3 +1,4 @@
+/* SQL that reads control-loop actions for the API: lists, the queue, a trace. */
 #include "action_store.h"
 
 #include "util.h"

@@ -1,3 +1,4 @@
+/* The hash-chained audit log: append, list, verify (see audit.h). */
 #include "audit.h"
 
 #include "util.h"

@@ -1,3 +1,4 @@
+/* SQL for failure clusters: what the detector writes and the API reads. */
 #include "cluster_store.h"
 
 #include "audit.h"

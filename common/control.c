@@ -1,3 +1,4 @@
+/* The control loop's decisions on a failing trace, as pure functions (see control.h). */
 #include "control.h"
 
 #include <stdint.h>

@@ -1,3 +1,4 @@
+/* The prompt-deployment lifecycle: the table of moves and the guarded transition. */
 #include "deploy.h"
 
 #include "audit.h"

@@ -1,3 +1,4 @@
+/* Reads of prompt_deployments: lists, one, the post-ship series, the banners. */
 #include "deploy_store.h"
 
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* Failpoints: named places where a test makes a process crash or fail. */
 #include "failpoint.h"
 
 #include "log.h"

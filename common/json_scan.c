@@ -1,3 +1,4 @@
+/* Strict JSON scanning without building a tree (see json_scan.h). */
 #include "json_scan.h"
 
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* Kafka producer and consumer wrappers with promptloop's delivery semantics. */
 #include "kafka.h"
 
 #include "log.h"

@@ -1,3 +1,4 @@
+/* The control loop's kill switch, one per tenant. */
 #include "killswitch.h"
 
 #include "audit.h"

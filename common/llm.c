@@ -1,3 +1,4 @@
+/* The LLM client: OpenAI-compatible chat completions with retries and budgets. */
 #include "llm.h"
 
 #include "log.h"

@@ -1,3 +1,4 @@
+/* JSON-lines logging to stderr. */
 #include "log.h"
 
 #include <json-c/json.h>

@@ -1,3 +1,4 @@
+/* Masking of the variable parts of an error message (see mask.h). */
 #include "mask.h"
 
 #include <stdbool.h>

@@ -1,3 +1,4 @@
+/* Process-wide Prometheus counters and gauges, rendered in text format 0.0.4. */
 #include "metrics.h"
 
 #include <pthread.h>

@@ -1,3 +1,4 @@
+/* Schema migrations: applies the embedded schemas/sql files in order, once each. */
 #include "migrate.h"
 
 #include "log.h"

@@ -1,3 +1,4 @@
+/* Transactional outbox: events written with the change, published by the relay. */
 #include "outbox.h"
 
 #include "failpoint.h"

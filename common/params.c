@@ -1,3 +1,4 @@
+/* Validation of request input: query parameters, bodies, fields. */
 #include "params.h"
 
 #include "json_scan.h"

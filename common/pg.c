@@ -1,3 +1,4 @@
+/* PostgreSQL access: the connection pool, queries, prepared statements. */
 #include "pg.h"
 
 #include "log.h"

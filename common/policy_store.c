@@ -1,3 +1,4 @@
+/* SQL for policies. */
 #include "policy_store.h"
 
 #include "audit.h"

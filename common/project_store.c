@@ -1,3 +1,4 @@
+/* Projects: create, read, update with their settings. */
 #include "project_store.h"
 
 #include "audit.h"

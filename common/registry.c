@@ -1,3 +1,4 @@
+/* The prompt registry's writes and the live-prompt lookup (see registry.h). */
 #include "registry.h"
 
 #include "util.h"

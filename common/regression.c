@@ -1,3 +1,4 @@
+/* The monitor's regression test (see regression.h). */
 #include "regression.h"
 
 #include "stats.h"

@@ -1,3 +1,4 @@
+/* One remediation of a failing trace (see remediate.h). */
 #include "remediate.h"
 
 #include "registry.h"

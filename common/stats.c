@@ -1,3 +1,4 @@
+/* Statistics for the A/B harness and the regression monitor (see stats.h). */
 #include "stats.h"
 
 #include <float.h>

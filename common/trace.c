@@ -1,3 +1,4 @@
+/* The ingest contract: a trace checked and summarised in one pass. */
 #include "trace.h"
 
 #include "util.h"

@@ -1,3 +1,4 @@
+/* SQL for traces and the ingest id registry. */
 #include "trace_store.h"
 
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* Dashboard sessions, sign-in links and proxy users (see ui_session.h). */
 #include "ui_session.h"
 
 #include "util.h"

@@ -1,3 +1,4 @@
+/* Small helpers with no other home. */
 #include "util.h"
 
 #include <ctype.h>

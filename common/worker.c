@@ -1,3 +1,4 @@
+/* The consume loop every stage runs. */
 #include "worker.h"
 
 #include "log.h"

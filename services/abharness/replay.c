@@ -1,3 +1,4 @@
+/* The A/B harness's stage logic (see replay.h). */
 #include "replay.h"
 
 #include "ab_decide.h"

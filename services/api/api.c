@@ -1,3 +1,4 @@
+/* What every api handler shares: auth, sessions, query and page parameters, answers. */
 #include "api.h"
 
 #include "ui_session.h"

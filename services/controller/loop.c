@@ -1,3 +1,4 @@
+/* The controller's work: the runtime control loop on failing traces (see loop.h). */
 #include "loop.h"
 
 #include "action.h"

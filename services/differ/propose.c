@@ -1,3 +1,4 @@
+/* The differ's stage logic: from a cluster event to a proposed deployment. */
 #include "propose.h"
 
 #include "deploy.h"

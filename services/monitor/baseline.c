@@ -1,3 +1,4 @@
+/* The pre-ship baseline of a shipped deployment (see baseline.h). */
 #include "baseline.h"
 
 #include "trace.h"

@@ -1,3 +1,4 @@
+/* The monitor's stage logic (see watch.h). */
 #include "watch.h"
 
 #include "baseline.h"

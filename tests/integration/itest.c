@@ -1,3 +1,4 @@
+/* Helpers for integration tests against the running local stack. */
 #include "itest.h"
 
 #include "auth.h"
