@@ -72,11 +72,12 @@ static void test_every_body_is_strict(void **state)
     assert_string_equal(status, "proposed");
     free(status);
     /* a reason of 1,000 characters of two bytes each fits the limit of 1,000 */
-    char *body = malloc(16 + 2 * 1000);
-    size_t len = (size_t)sprintf(body, "{\"reason\":\"");
+    size_t cap = 16 + 2 * 1000;
+    char *body = malloc(cap);
+    size_t len = (size_t)snprintf(body, cap, "{\"reason\":\"");
     for (int i = 0; i < 1000; i++)
-        len += (size_t)sprintf(body + len, "\xC3\xA9");
-    sprintf(body + len, "\"}");
+        len += (size_t)snprintf(body + len, cap - len, "\xC3\xA9");
+    snprintf(body + len, cap - len, "\"}");
     expect("POST", reject_path, t.owner_key, body, 200, NULL);
     free(body);
 }
