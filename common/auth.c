@@ -1,3 +1,4 @@
+/* API keys: making them, and resolving a Bearer key to its tenant and role (cached). */
 #include "auth.h"
 
 #include "util.h"
@@ -6,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #define AUTH_CACHE_SLOTS 256
 
@@ -73,9 +75,12 @@ enum pl_auth_result pl_auth_resolve(struct pl_pg_pool *pool, const char *authori
                                     struct pl_principal *out, struct pl_pg_error *err)
 {
     memset(out, 0, sizeof(*out)); /* a key has no user: those fields stay empty */
-    if (!authorization || strncmp(authorization, "Bearer ", 7) != 0)
+    /* RFC 9110 section 11.1: the scheme is case-insensitive, then one or more spaces. */
+    if (!authorization || strncasecmp(authorization, "Bearer ", 7) != 0)
         return PL_AUTH_INVALID;
     const char *key = authorization + 7;
+    while (*key == ' ')
+        key++;
     if (!auth_key_wellformed(key))
         return PL_AUTH_INVALID;
     char hash[65];

@@ -1,3 +1,4 @@
+/* Configuration: defaults, the libconfig file, PL_<SECTION>_<KEY> overrides, one table. */
 #include "config.h"
 
 #include "util.h"
@@ -42,6 +43,10 @@ static const struct config_field config_fields[] = {
     INT("http", "port", http_port, 0, 65535),
     INT("http", "threads", http_threads, 1, 64),
     INT("http", "max_body_bytes", http_max_body_bytes, 1024, 64 * 1024 * 1024),
+    INT("http", "per_ip_limit", http_per_ip_limit, 0, 1000000),
+    INT("http", "max_connections", http_max_connections, 16, 1000000),
+    INT("http", "timeout_s", http_timeout_s, 1, 3600),
+    INT("http", "max_header_bytes", http_max_header_bytes, 1024, 1024 * 1024),
     STR("pg", "dsn", pg_dsn, 1, NULL),
     INT("pg", "pool_size", pg_pool_size, 1, 64),
     STR("kafka", "brokers", kafka_brokers, 1, NULL),
@@ -82,6 +87,10 @@ static const struct config_field config_fields[] = {
     STR("ui", "proxy_addresses", ui_proxy_addresses, 0, NULL),
     INT("controller", "batch", controller_batch, 1, 1000),
     INT("controller", "sweep_interval_ms", controller_sweep_interval_ms, 50, 3600000),
+    INT("eval", "max_rules_per_project", eval_max_rules_per_project, 1, 10000),
+    INT("eval", "trace_budget_ms", eval_trace_budget_ms, 0, 600000),
+    INT("eval", "tenant_budget_ms", eval_tenant_budget_ms, 0, 3600000),
+    INT("eval", "tenant_window_ms", eval_tenant_window_ms, 100, 3600000),
 };
 #define CONFIG_NFIELDS (sizeof(config_fields) / sizeof(config_fields[0]))
 
@@ -204,6 +213,10 @@ void pl_config_defaults(struct pl_config *cfg, const char *service)
             cfg->http_port = ports[i].port;
     cfg->http_threads = 4;
     cfg->http_max_body_bytes = 1024 * 1024;
+    cfg->http_per_ip_limit = 256;
+    cfg->http_max_connections = 4096;
+    cfg->http_timeout_s = 30;
+    cfg->http_max_header_bytes = 16384;
     snprintf(cfg->pg_dsn, sizeof(cfg->pg_dsn), "postgresql:///promptloop");
     cfg->pg_pool_size = 4;
     snprintf(cfg->kafka_brokers, sizeof(cfg->kafka_brokers), "127.0.0.1:9092");
@@ -245,6 +258,10 @@ void pl_config_defaults(struct pl_config *cfg, const char *service)
     cfg->ui_cookie_secure = false;
     cfg->controller_batch = 64;
     cfg->controller_sweep_interval_ms = 1000;
+    cfg->eval_max_rules_per_project = 50;
+    cfg->eval_trace_budget_ms = 250;
+    cfg->eval_tenant_budget_ms = 250;
+    cfg->eval_tenant_window_ms = 1000;
 }
 
 /* libconfig 1.5 wraps a decimal literal that does not fit in 32 bits (4294975592 reads as

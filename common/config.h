@@ -13,6 +13,10 @@ struct pl_config {
     int http_port;
     int http_threads;
     int http_max_body_bytes;
+    int http_per_ip_limit;     /* open connections from one client address; 0: no limit */
+    int http_max_connections;  /* open connections in all (lowered to the open-file limit) */
+    int http_timeout_s;        /* an idle connection is closed after this long */
+    int http_max_header_bytes; /* request line and headers; larger get 431 (414: the URI) */
 
     char pg_dsn[1024];
     int pg_pool_size;
@@ -63,6 +67,11 @@ struct pl_config {
     int controller_batch;             /* failing traces handled together (LLM calls overlap) */
     int controller_sweep_interval_ms; /* how often to resume kept actions and time out escalations
                                        */
+
+    int eval_max_rules_per_project; /* eval rules a project may have (POST beyond: 422) */
+    int eval_trace_budget_ms;       /* one trace's rules in the detector; 0: unbounded */
+    int eval_tenant_budget_ms;      /* costly-rule time per tenant per window; 0: unbounded */
+    int eval_tenant_window_ms;
 };
 
 /** @brief Fills defaults for a service ("api", "detector", ...): its port and group id. */

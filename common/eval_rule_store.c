@@ -1,8 +1,10 @@
+/* SQL for eval rules: the API's reads and writes (with the per-project cap). */
 #include "eval_rule_store.h"
 
 #include "audit.h"
 #include "log.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,20 +42,74 @@ int pl_eval_rule_store_get(PGconn *conn, const char *tenant_id, const char *id, 
         params, json, err);
 }
 
-int pl_eval_rule_store_create(PGconn *conn, const char *tenant_id, const char *actor,
-                              const char *rule_json, char **json, struct pl_pg_error *err)
+static int rule_store_rollback(PGconn *conn, int rc)
 {
+    struct pl_pg_error ignored;
+    pl_pg_exec(conn, "ROLLBACK", 0, NULL, &ignored);
+    return rc;
+}
+
+int pl_eval_rule_store_create(PGconn *conn, const char *tenant_id, const char *actor,
+                              const char *rule_json, int max_rules, char **json,
+                              struct pl_pg_error *err)
+{
+    const char *lock[2] = {tenant_id, rule_json};
+    if (pl_pg_exec(conn, "BEGIN", 0, NULL, err) != 0)
+        return -1;
+    /* The project's row lock serialises its rule creations, so that the count below (a
+     * statement of its own, hence a snapshot taken after the lock) cannot be raced past
+     * the cap. NO KEY UPDATE does not block the rules' own foreign-key checks. */
+    PGresult *res =
+        pl_pg_query(conn,
+                    "SELECT 1 FROM projects p WHERE p.id = ($2::jsonb->>'project_id')::uuid"
+                    " AND p.tenant_id = $1 FOR NO KEY UPDATE OF p",
+                    2, lock, err);
+    if (!res)
+        return rule_store_rollback(conn, -1);
+    bool found = PQntuples(res) == 1;
+    PQclear(res);
+    if (!found)
+        return rule_store_rollback(conn, 0);
+    res = pl_pg_query(conn,
+                      "SELECT count(*) FROM eval_rules"
+                      " WHERE project_id = ($1::jsonb->>'project_id')::uuid",
+                      1, &rule_json, err);
+    if (!res)
+        return rule_store_rollback(conn, -1);
+    long long have = pl_pg_getll(res, 0, 0);
+    PQclear(res);
+    if (have >= max_rules)
+        return rule_store_rollback(conn, 2);
     const char *params[2] = {tenant_id, rule_json};
-    return pl_audit_write(
-        conn,
-        "INSERT INTO eval_rules (tenant_id, project_id, metric_name, evaluator_type,"
-        " config, enabled)"
-        " SELECT p.tenant_id, p.id, j->>'metric_name', j->>'evaluator_type',"
-        "  coalesce(j->'config', '{}'), coalesce((j->>'enabled')::boolean, true)"
-        " FROM (SELECT $2::jsonb AS j) s JOIN projects p"
-        "  ON p.id = (j->>'project_id')::uuid AND p.tenant_id = $1"
-        " RETURNING id, pl_eval_rule_json(eval_rules)::text",
-        2, params, tenant_id, actor, "eval_rule.create", NULL, -1, json, err);
+    res = pl_pg_query(conn,
+                      "INSERT INTO eval_rules (tenant_id, project_id, metric_name, evaluator_type,"
+                      " config, enabled)"
+                      " SELECT p.tenant_id, p.id, j->>'metric_name', j->>'evaluator_type',"
+                      "  coalesce(j->'config', '{}'), coalesce((j->>'enabled')::boolean, true)"
+                      " FROM (SELECT $2::jsonb AS j) s JOIN projects p"
+                      "  ON p.id = (j->>'project_id')::uuid AND p.tenant_id = $1"
+                      " RETURNING id, pl_eval_rule_json(eval_rules)::text",
+                      2, params, err);
+    if (!res)
+        return rule_store_rollback(conn, -1);
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        return rule_store_rollback(conn, 0);
+    }
+    if (pl_audit_append(conn, tenant_id, actor, "eval_rule.create", PQgetvalue(res, 0, 0),
+                        PQgetvalue(res, 0, 1), err) != 0 ||
+        pl_pg_exec(conn, "COMMIT", 0, NULL, err) != 0) {
+        PQclear(res);
+        return rule_store_rollback(conn, -1);
+    }
+    if (json && !(*json = strdup(PQgetvalue(res, 0, 1)))) {
+        PQclear(res);
+        snprintf(err->message, sizeof(err->message), "out of memory");
+        err->sqlstate[0] = '\0';
+        return -1;
+    }
+    PQclear(res);
+    return 1;
 }
 
 int pl_eval_rule_store_update(PGconn *conn, const char *tenant_id, const char *id,

@@ -14,11 +14,14 @@ int pl_eval_rule_store_get(PGconn *conn, const char *tenant_id, const char *id, 
                            struct pl_pg_error *err);
 
 /**
- * @brief Creates a rule from {project_id, metric_name, evaluator_type, config, enabled?}.
- * @returns 1 + *json, 0 when the project is not the tenant's, -1 with err.
+ * @brief Creates a rule from {project_id, metric_name, evaluator_type, config, enabled?},
+ *        unless the project already has max_rules rules (enabled or not).
+ * @returns 1 + *json, 0 when the project is not the tenant's, 2 when it has max_rules
+ *          rules, -1 with err.
  */
 int pl_eval_rule_store_create(PGconn *conn, const char *tenant_id, const char *actor,
-                              const char *rule_json, char **json, struct pl_pg_error *err);
+                              const char *rule_json, int max_rules, char **json,
+                              struct pl_pg_error *err);
 
 /**
  * @brief Replaces the rule's fields with the (already merged and validated) rule_json.

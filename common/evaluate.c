@@ -1,3 +1,4 @@
+/* Eval rules run on a trace, with per-trace and per-tenant time budgets (see evaluate.h). */
 /* memmem: glibc's two-way search, linear in the output even for a hostile value. */
 #define _GNU_SOURCE
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -9,11 +10,13 @@
 #include <limits.h>
 #include <math.h>
 #include <pcre2.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct pl_eval_rule {
     enum pl_eval_type type;
@@ -76,6 +79,7 @@ result(struct pl_eval_result *res, enum pl_eval_status status, const char *fmt, 
     va_end(ap);
     res->status = status;
     res->passed = status == PL_EVAL_PASS;
+    res->skipped = PL_EVAL_RAN;
     return status;
 }
 
@@ -84,6 +88,7 @@ static enum pl_eval_status pass(struct pl_eval_result *res)
     res->feedback[0] = '\0';
     res->status = PL_EVAL_PASS;
     res->passed = true;
+    res->skipped = PL_EVAL_RAN;
     return PL_EVAL_PASS;
 }
 
@@ -287,7 +292,8 @@ static int get_number(json_object *config, const char *name, bool *present, doub
  * PCRE2_MATCH_INVALID_UTF makes pcre2_match accept any bytes, ill-formed sequences simply
  * never matching, so a client's bad output cannot turn into an evaluation error.
  * PCRE2_AUTO_CALLOUT puts a callout before every item: that is where the wall-clock budget
- * is enforced (see regex_search). */
+ * is enforced (see regex_search). The pattern is JIT-compiled where PCRE2 has a JIT (several
+ * times faster, callouts and limits included); when it cannot be, pcre2_match interprets. */
 static int compile_re(struct pl_eval_rule *r, uint32_t options, const char *what, char *err,
                       size_t errsz)
 {
@@ -302,6 +308,9 @@ static int compile_re(struct pl_eval_rule *r, uint32_t options, const char *what
             snprintf((char *)msg, sizeof(msg), "error %d", code);
         return seterr(err, errsz, "%s: %s at offset %zu", what, (const char *)msg, (size_t)off);
     }
+    uint32_t jit = 0;
+    if (pcre2_config(PCRE2_CONFIG_JIT, &jit) == 0 && jit)
+        (void)pcre2_jit_compile(r->re, PCRE2_JIT_COMPLETE); /* failure: interpreted */
     return 0;
 }
 
@@ -454,8 +463,15 @@ const char *pl_eval_rule_metric(const struct pl_eval_rule *r)
 
 /* ---- Regex search with bounded time ------------------------------------------------------ */
 
+int64_t pl_eval_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 struct regex_budget {
-    int64_t deadline_ms;
+    int64_t deadline_us;
     unsigned calls;
     bool expired;
 };
@@ -470,22 +486,58 @@ static int regex_callout(pcre2_callout_block *block, void *data)
 {
     (void)block;
     struct regex_budget *b = data;
-    if ((++b->calls & 15) == 0 && pl_now_ms() >= b->deadline_ms) {
+    if ((++b->calls & 15) == 0 && pl_eval_now_us() >= b->deadline_us) {
         b->expired = true;
         return PCRE2_ERROR_CALLOUT; /* any negative value abandons the match */
     }
     return 0;
 }
 
-enum search_result { SEARCH_FOUND, SEARCH_NOT_FOUND, SEARCH_LIMIT, SEARCH_FAILED };
+/* JIT code runs on a stack of its own; PCRE2's default (32 KiB on the machine stack) fails
+ * deep but legitimate matches, so each thread keeps one of up to 1 MiB (reserved once,
+ * committed as used), in the spirit of the interpreter's heap limit. */
+#define REGEX_JIT_STACK_MAX (1024 * 1024)
+static pthread_key_t regex_jit_key;
+static pthread_once_t regex_jit_once = PTHREAD_ONCE_INIT;
 
-/* Searches s for re. Match data and match context are made per call: a compiled pattern
- * is shared between threads, but match state (and the callout's budget) must not be. */
-static enum search_result regex_search(const pcre2_code *re, const char *s, size_t len, char *msg,
-                                       size_t msgsz)
+static void regex_jit_stack_free(void *p)
+{
+    pcre2_jit_stack_free(p);
+}
+
+static void regex_jit_key_create(void)
+{
+    pthread_key_create(&regex_jit_key, regex_jit_stack_free);
+}
+
+/* This thread's JIT stack, or NULL (PCRE2 then uses its default). */
+static pcre2_jit_stack *regex_jit_stack(void)
+{
+    pthread_once(&regex_jit_once, regex_jit_key_create);
+    pcre2_jit_stack *st = pthread_getspecific(regex_jit_key);
+    if (!st && (st = pcre2_jit_stack_create(32 * 1024, REGEX_JIT_STACK_MAX, NULL)) != NULL &&
+        pthread_setspecific(regex_jit_key, st) != 0) {
+        pcre2_jit_stack_free(st);
+        st = NULL;
+    }
+    return st;
+}
+
+/* SEARCH_CUT: the caller's deadline, not the search's own budget, ended it. */
+enum search_result { SEARCH_FOUND, SEARCH_NOT_FOUND, SEARCH_LIMIT, SEARCH_CUT, SEARCH_FAILED };
+
+/* Searches s for re until its own budget or deadline_us (0: none), whichever comes first.
+ * Match data and match context are made per call: a compiled pattern is shared between
+ * threads, but match state (and the callout's budget) must not be. */
+static enum search_result regex_search(const pcre2_code *re, const char *s, size_t len,
+                                       int64_t deadline_us, char *msg, size_t msgsz)
 {
     enum search_result out = SEARCH_FAILED;
-    struct regex_budget budget = {pl_now_ms() + PL_EVAL_REGEX_BUDGET_MS, 0, false};
+    int64_t own = pl_eval_now_us() + (int64_t)PL_EVAL_REGEX_BUDGET_MS * 1000;
+    bool cut = deadline_us > 0 && deadline_us < own;
+    struct regex_budget budget = {cut ? deadline_us : own, 0, false};
+    if (cut && pl_eval_now_us() >= deadline_us)
+        return SEARCH_CUT;
     pcre2_match_context *mc = pcre2_match_context_create(NULL);
     pcre2_match_data *md = pcre2_match_data_create(1, NULL);
     if (!mc || !md) {
@@ -496,13 +548,17 @@ static enum search_result regex_search(const pcre2_code *re, const char *s, size
     pcre2_set_depth_limit(mc, PL_EVAL_REGEX_DEPTH_MAX);
     pcre2_set_heap_limit(mc, PL_EVAL_REGEX_HEAP_KIB);
     pcre2_set_callout(mc, regex_callout, &budget);
+    pcre2_jit_stack_assign(mc, NULL, regex_jit_stack());
+    /* pcre2_match runs the JIT code when there is some, else interprets. */
     int rc = pcre2_match(re, (PCRE2_SPTR)s, len, 0, 0, md, mc);
     if (rc >= 0) /* 0: matched, the one-pair ovector was too small for the groups */
         out = SEARCH_FOUND;
     else if (rc == PCRE2_ERROR_NOMATCH)
         out = SEARCH_NOT_FOUND;
+    else if (budget.expired && cut)
+        out = SEARCH_CUT;
     else if (budget.expired || rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT ||
-             rc == PCRE2_ERROR_HEAPLIMIT)
+             rc == PCRE2_ERROR_HEAPLIMIT || rc == PCRE2_ERROR_JIT_STACKLIMIT)
         out = SEARCH_LIMIT;
     else if (pcre2_get_error_message(rc, (PCRE2_UCHAR *)msg, msgsz) < 0)
         snprintf(msg, msgsz, "error %d", rc);
@@ -663,14 +719,22 @@ static enum pl_eval_status run_json_valid(const struct pl_eval_rule *r, const ch
     return st;
 }
 
+/* A run abandoned at the caller's deadline: not judged (see pl_eval_rule_run_budgeted). */
+static enum pl_eval_status cut_short(struct pl_eval_result *res)
+{
+    result(res, PL_EVAL_ERROR, "not evaluated: evaluation budget exceeded");
+    res->skipped = PL_EVAL_SKIP_TRACE; /* the caller names the budget */
+    return PL_EVAL_ERROR;
+}
+
 static enum pl_eval_status run_regex(const struct pl_eval_rule *r, const char *out, size_t len,
-                                     struct pl_eval_result *res)
+                                     int64_t deadline_us, struct pl_eval_result *res)
 {
     bool want = r->type == PL_EVAL_REGEX_MATCH;
     if (!out) /* nothing to match: a required pattern is missing, a forbidden one absent */
         return want ? result(res, PL_EVAL_FAIL, "no output") : pass(res);
     char msg[128], ex[EXCERPT_MAX + 4];
-    switch (regex_search(r->re, out, len, msg, sizeof(msg))) {
+    switch (regex_search(r->re, out, len, deadline_us, msg, sizeof(msg))) {
     case SEARCH_FOUND:
         if (want)
             return pass(res);
@@ -683,6 +747,8 @@ static enum pl_eval_status run_regex(const struct pl_eval_rule *r, const char *o
         return result(res, PL_EVAL_FAIL, "output does not match pattern \"%s\"", ex);
     case SEARCH_LIMIT:
         return result(res, PL_EVAL_ERROR, "regex match limit exceeded");
+    case SEARCH_CUT:
+        return cut_short(res);
     case SEARCH_FAILED:
         break;
     }
@@ -690,7 +756,7 @@ static enum pl_eval_status run_regex(const struct pl_eval_rule *r, const char *o
 }
 
 static enum pl_eval_status run_contains(const struct pl_eval_rule *r, const char *out, size_t len,
-                                        struct pl_eval_result *res)
+                                        int64_t deadline_us, struct pl_eval_result *res)
 {
     bool want = r->type == PL_EVAL_CONTAINS;
     if (!out)
@@ -698,7 +764,7 @@ static enum pl_eval_status run_contains(const struct pl_eval_rule *r, const char
     char msg[128], ex[EXCERPT_MAX + 4];
     bool found;
     if (r->re) {
-        switch (regex_search(r->re, out, len, msg, sizeof(msg))) {
+        switch (regex_search(r->re, out, len, deadline_us, msg, sizeof(msg))) {
         case SEARCH_FOUND:
             found = true;
             break;
@@ -707,6 +773,8 @@ static enum pl_eval_status run_contains(const struct pl_eval_rule *r, const char
             break;
         case SEARCH_LIMIT:
             return result(res, PL_EVAL_ERROR, "text search limit exceeded");
+        case SEARCH_CUT:
+            return cut_short(res);
         default:
             return result(res, PL_EVAL_ERROR, "text search failed: %s", msg);
         }
@@ -753,8 +821,10 @@ static enum pl_eval_status run_score(const struct pl_eval_rule *r, json_object *
     return pass(res);
 }
 
-enum pl_eval_status pl_eval_rule_run(const struct pl_eval_rule *r, const struct pl_eval_input *in,
-                                     struct pl_eval_result *res)
+/* deadline_us (pl_eval_now_us clock, 0: none) bounds the PCRE2 searches only: the other
+ * evaluators are linear in the output and are not interrupted. */
+static enum pl_eval_status rule_run(const struct pl_eval_rule *r, const struct pl_eval_input *in,
+                                    int64_t deadline_us, struct pl_eval_result *res)
 {
     const char *out = in->output;
     size_t len = out ? (in->output_len ? in->output_len : strlen(out)) : 0;
@@ -765,16 +835,180 @@ enum pl_eval_status pl_eval_rule_run(const struct pl_eval_rule *r, const struct 
         return run_json_valid(r, out, len, res);
     case PL_EVAL_REGEX_MATCH:
     case PL_EVAL_REGEX_ABSENT:
-        return run_regex(r, out, len, res);
+        return run_regex(r, out, len, deadline_us, res);
     case PL_EVAL_CONTAINS:
     case PL_EVAL_NOT_CONTAINS:
-        return run_contains(r, out, len, res);
+        return run_contains(r, out, len, deadline_us, res);
     case PL_EVAL_MAX_LENGTH:
         return run_max_length(r, out, len, res);
     case PL_EVAL_SCORE_THRESHOLD:
         return run_score(r, in->eval_scores, res);
     }
     return result(res, PL_EVAL_ERROR, "unknown evaluator");
+}
+
+enum pl_eval_status pl_eval_rule_run(const struct pl_eval_rule *r, const struct pl_eval_input *in,
+                                     struct pl_eval_result *res)
+{
+    return rule_run(r, in, 0, res);
+}
+
+bool pl_eval_rule_costly(const struct pl_eval_rule *r)
+{
+    return r->re != NULL;
+}
+
+/* ---- Budgets ------------------------------------------------------------------------------ */
+
+/* One tenant's state: its theoretical arrival time (GCRA). Each microsecond spent pushes tat
+ * window/budget microseconds further; the tenant has budget left while tat is less than a
+ * window ahead of now. An entry whose tat has passed is as good as a fresh one. */
+struct ledger_entry {
+    char tenant[40];
+    int64_t tat_us;
+};
+
+struct pl_eval_ledger {
+    int64_t budget_us, window_us;
+    size_t cap, n; /* open addressing, cap a power of two, n used slots */
+    struct ledger_entry *e;
+};
+
+struct pl_eval_ledger *pl_eval_ledger_new(int budget_ms, int window_ms)
+{
+    struct pl_eval_ledger *l = calloc(1, sizeof(*l));
+    if (!l)
+        return NULL;
+    l->budget_us = (int64_t)(budget_ms > 0 ? budget_ms : 0) * 1000;
+    l->window_us = (int64_t)(window_ms > 0 ? window_ms : 1) * 1000;
+    return l;
+}
+
+void pl_eval_ledger_free(struct pl_eval_ledger *l)
+{
+    if (!l)
+        return;
+    free(l->e);
+    free(l);
+}
+
+static size_t ledger_hash(const char *s)
+{
+    size_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+/* The slot of tenant, or the empty slot where it would go. */
+static struct ledger_entry *ledger_slot(struct ledger_entry *e, size_t cap, const char *tenant)
+{
+    size_t i = ledger_hash(tenant) & (cap - 1);
+    while (e[i].tenant[0] && strcmp(e[i].tenant, tenant) != 0)
+        i = (i + 1) & (cap - 1);
+    return &e[i];
+}
+
+/* Rebuilds the table with cap slots, keeping only the tenants still in debt at now_us: the
+ * table holds the tenants of the last window or so, not every tenant ever seen. */
+static bool ledger_rebuild(struct pl_eval_ledger *l, size_t cap, int64_t now_us)
+{
+    struct ledger_entry *e = calloc(cap, sizeof(*e));
+    if (!e)
+        return false;
+    size_t n = 0;
+    for (size_t i = 0; i < l->cap; i++)
+        if (l->e[i].tenant[0] && l->e[i].tat_us > now_us) {
+            *ledger_slot(e, cap, l->e[i].tenant) = l->e[i];
+            n++;
+        }
+    free(l->e);
+    l->e = e;
+    l->cap = cap;
+    l->n = n;
+    return true;
+}
+
+/* Makes room for one more tenant: at most 3/4 full, so that probing stays short. Drops the
+ * tenants no longer in debt first and grows only when at least half would still be used. */
+static bool ledger_room(struct pl_eval_ledger *l, int64_t now_us)
+{
+    if ((l->n + 1) * 4 <= l->cap * 3)
+        return true;
+    if (!l->cap)
+        return ledger_rebuild(l, 16, now_us);
+    if (!ledger_rebuild(l, l->cap, now_us))
+        return false;
+    return (l->n + 1) * 2 <= l->cap || ledger_rebuild(l, l->cap * 2, now_us);
+}
+
+int64_t pl_eval_ledger_left(struct pl_eval_ledger *l, const char *tenant, int64_t now_us)
+{
+    if (!l || l->budget_us == 0)
+        return INT64_MAX;
+    if (!l->cap)
+        return l->budget_us;
+    const struct ledger_entry *x = ledger_slot(l->e, l->cap, tenant);
+    int64_t debt = x->tenant[0] && x->tat_us > now_us ? x->tat_us - now_us : 0;
+    if (debt >= l->window_us)
+        return 0;
+    /* debt is wall time; scaled back to evaluation time, rounded down */
+    return l->budget_us - (debt * l->budget_us + l->window_us - 1) / l->window_us;
+}
+
+void pl_eval_ledger_charge(struct pl_eval_ledger *l, const char *tenant, int64_t spent_us,
+                           int64_t now_us)
+{
+    if (!l || l->budget_us == 0 || spent_us <= 0)
+        return;
+    if (!ledger_room(l, now_us))
+        return; /* out of memory: this charge is forgotten, nothing else */
+    struct ledger_entry *x = ledger_slot(l->e, l->cap, tenant);
+    if (!x->tenant[0]) {
+        snprintf(x->tenant, sizeof(x->tenant), "%s", tenant);
+        x->tat_us = now_us;
+        l->n++;
+    }
+    int64_t base = x->tat_us > now_us ? x->tat_us : now_us;
+    int64_t cost = spent_us > INT64_MAX / l->window_us ? INT64_MAX / 4
+                                                       : spent_us * l->window_us / l->budget_us;
+    x->tat_us = base + cost;
+}
+
+static enum pl_eval_status skipped(struct pl_eval_result *res, enum pl_eval_skip why)
+{
+    result(res, PL_EVAL_ERROR, "not evaluated: %s evaluation budget exceeded",
+           why == PL_EVAL_SKIP_TENANT ? "the tenant's" : "the trace's");
+    res->skipped = why;
+    return PL_EVAL_ERROR;
+}
+
+enum pl_eval_status pl_eval_rule_run_budgeted(const struct pl_eval_rule *r,
+                                              const struct pl_eval_input *in,
+                                              const struct pl_eval_budget *b,
+                                              struct pl_eval_result *res)
+{
+    int64_t now = pl_eval_now_us();
+    if (b->trace_deadline_us > 0 && now >= b->trace_deadline_us)
+        return skipped(res, PL_EVAL_SKIP_TRACE);
+    int64_t deadline = b->trace_deadline_us;
+    enum pl_eval_skip which = PL_EVAL_SKIP_TRACE;
+    bool charged = b->ledger && pl_eval_rule_costly(r);
+    if (charged) {
+        int64_t left = pl_eval_ledger_left(b->ledger, b->tenant_id, now);
+        if (left <= 0)
+            return skipped(res, PL_EVAL_SKIP_TENANT);
+        if (left != INT64_MAX && (deadline == 0 || now + left < deadline)) {
+            deadline = now + left;
+            which = PL_EVAL_SKIP_TENANT;
+        }
+    }
+    rule_run(r, in, deadline, res);
+    if (charged)
+        pl_eval_ledger_charge(b->ledger, b->tenant_id, pl_eval_now_us() - now, now);
+    if (res->skipped != PL_EVAL_RAN)
+        return skipped(res, which);
+    return res->status;
 }
 
 bool pl_eval_first_failure(const struct pl_eval_rule *const *rules, size_t n,

@@ -9,6 +9,7 @@
 #include <json-c/json.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum pl_eval_type {
     PL_EVAL_ERROR_FREE,      /* no trace error and no span error */
@@ -43,9 +44,17 @@ struct pl_eval_input {
     json_object *eval_scores;       /* client-provided {metric: number}; may be NULL */
 };
 
+/** Why a rule was not (fully) run: an evaluation budget, not the rule, decided. */
+enum pl_eval_skip {
+    PL_EVAL_RAN,         /* the rule ran to its own end */
+    PL_EVAL_SKIP_TRACE,  /* the trace's budget was spent (before or during the rule) */
+    PL_EVAL_SKIP_TENANT, /* the tenant's budget for costly rules was spent */
+};
+
 struct pl_eval_result {
     bool passed; /* status == PL_EVAL_PASS */
     enum pl_eval_status status;
+    enum pl_eval_skip skipped; /* not PL_EVAL_RAN: status is ERROR, the rule was not judged */
     char feedback[PL_EVAL_FEEDBACK_SIZE]; /* why it did not pass (one line); "" on a pass */
 };
 
@@ -87,6 +96,52 @@ const char *pl_eval_rule_metric(const struct pl_eval_rule *r);
  */
 enum pl_eval_status pl_eval_rule_run(const struct pl_eval_rule *r, const struct pl_eval_input *in,
                                      struct pl_eval_result *res);
+
+/** @brief True for rules whose cost depends on the pattern, not only the output's length:
+ *         PCRE2 searches (regex_match, regex_absent, case-insensitive contains). */
+bool pl_eval_rule_costly(const struct pl_eval_rule *r);
+
+/** @brief A monotonic clock in microseconds: the clock of every budget below. */
+int64_t pl_eval_now_us(void);
+
+/**
+ * Per-tenant budgets for costly rules, as a generic cell rate: a tenant may spend budget_us
+ * of costly-rule time in any window_us, in bursts of up to budget_us. Pure bookkeeping on
+ * the caller's clock values (no locking: one thread uses a ledger).
+ */
+struct pl_eval_ledger;
+
+/** @brief A ledger; budget_ms 0 means no tenant budget (left is always INT64_MAX). */
+struct pl_eval_ledger *pl_eval_ledger_new(int budget_ms, int window_ms);
+void pl_eval_ledger_free(struct pl_eval_ledger *l);
+
+/** @brief Microseconds of costly-rule time tenant may still spend at now_us (0 when spent). */
+int64_t pl_eval_ledger_left(struct pl_eval_ledger *l, const char *tenant, int64_t now_us);
+
+/** @brief Records spent_us of costly-rule time by tenant, started at now_us. */
+void pl_eval_ledger_charge(struct pl_eval_ledger *l, const char *tenant, int64_t spent_us,
+                           int64_t now_us);
+
+/** What one trace's rules may spend. */
+struct pl_eval_budget {
+    int64_t trace_deadline_us;     /* pl_eval_now_us clock; 0: no trace budget */
+    struct pl_eval_ledger *ledger; /* NULL: no tenant budget */
+    const char *tenant_id;         /* the ledger's key */
+};
+
+/**
+ * @brief Runs r under budget b, or skips it: a trace past its deadline skips every rule; a
+ *        tenant with nothing left skips costly rules (cheap ones still run); a costly search
+ *        is abandoned at whichever budget ends first. Costly-rule time is charged to the
+ *        tenant. A skipped or abandoned rule ends as PL_EVAL_ERROR with res->skipped set
+ *        and feedback saying which budget; a rule that hit its own limits is as in
+ *        pl_eval_rule_run (res->skipped is PL_EVAL_RAN).
+ * @returns res->status.
+ */
+enum pl_eval_status pl_eval_rule_run_budgeted(const struct pl_eval_rule *r,
+                                              const struct pl_eval_input *in,
+                                              const struct pl_eval_budget *b,
+                                              struct pl_eval_result *res);
 
 /**
  * @brief Runs rules[0..n) on in, in order, stopping at the first that does not pass

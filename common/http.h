@@ -1,5 +1,6 @@
 /* HTTP server on libmicrohttpd: a route table with {param} path segments, a body size
- * limit, and JSON bodies for errors. Handlers run on the server's worker threads. */
+ * limit, connection limits, strict request framing, and JSON bodies for errors. Handlers run
+ * on the server's worker threads. */
 #ifndef PL_HTTP_H
 #define PL_HTTP_H
 
@@ -45,14 +46,36 @@ struct pl_http_route {
 
 struct pl_http_server;
 
+/* Connection limits, so that one client cannot take the server offline. */
+struct pl_http_limits {
+    int per_ip;           /* open connections from one address; 0: unlimited */
+    int max_connections;  /* open connections in all; lowered to what RLIMIT_NOFILE allows */
+    int timeout_s;        /* a connection idle this long is closed */
+    int max_header_bytes; /* request line and headers; larger gets 431 (414 for the URI) */
+};
+
+#define PL_HTTP_DEFAULT_PER_IP           256
+#define PL_HTTP_DEFAULT_MAX_CONNECTIONS  4096
+#define PL_HTTP_DEFAULT_TIMEOUT_S        30
+#define PL_HTTP_DEFAULT_MAX_HEADER_BYTES 16384
+
 /**
  * @brief Starts serving routes (the array must outlive the server) on bind:port (port 0:
- *        any free port) with a pool of threads; bodies over max_body get 413.
+ *        any free port) with a pool of threads; bodies over max_body get 413. The default
+ *        limits (PL_HTTP_DEFAULT_*) apply.
  * @returns the server, or NULL with err filled.
  */
 struct pl_http_server *pl_http_server_start(const char *bind, int port, int threads,
                                             size_t max_body, const struct pl_http_route *routes,
                                             size_t nroutes, void *user, char *err, size_t errsz);
+
+/**
+ * @brief pl_http_server_start with limits (NULL: the defaults). Raises the process's soft
+ *        RLIMIT_NOFILE up to the hard limit when max_connections needs it.
+ */
+struct pl_http_server *pl_http_server_start_limited(
+    const char *bind, int port, int threads, size_t max_body, const struct pl_http_limits *limits,
+    const struct pl_http_route *routes, size_t nroutes, void *user, char *err, size_t errsz);
 
 /** @brief The port actually bound. */
 int pl_http_server_port(const struct pl_http_server *srv);

@@ -1,3 +1,4 @@
+/* What every promptloop executable shares: config, HTTP, health, shutdown. */
 #include "service.h"
 
 #include "log.h"
@@ -103,8 +104,11 @@ int pl_service_start(struct pl_service *svc, const char *name, int argc, char **
     if (nroutes)
         memcpy(svc->routes, routes, nroutes * sizeof(*routes));
     memcpy(svc->routes + nroutes, service_ops_routes, sizeof(service_ops_routes));
-    svc->http = pl_http_server_start(svc->cfg.http_bind, svc->cfg.http_port, svc->cfg.http_threads,
-                                     (size_t)svc->cfg.http_max_body_bytes, svc->routes,
+    const struct pl_http_limits limits = {svc->cfg.http_per_ip_limit, svc->cfg.http_max_connections,
+                                          svc->cfg.http_timeout_s, svc->cfg.http_max_header_bytes};
+    svc->http =
+        pl_http_server_start_limited(svc->cfg.http_bind, svc->cfg.http_port, svc->cfg.http_threads,
+                                     (size_t)svc->cfg.http_max_body_bytes, &limits, svc->routes,
                                      nroutes + SERVICE_NOPS, svc, err, sizeof(err));
     if (!svc->http) {
         pl_error("http: %s", err);

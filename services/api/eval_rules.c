@@ -119,14 +119,21 @@ void api_eval_rules_create(struct pl_http_request *req, struct pl_http_response 
     api_actor(&who, actor, sizeof(actor));
     struct pl_pg_error err;
     char *json = NULL;
+    struct pl_service *svc = req->user;
+    int max = svc->cfg.eval_max_rules_per_project;
     int r = pl_eval_rule_store_create(conn, who.tenant_id, actor,
                                       json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN),
-                                      &json, &err);
+                                      max, &json, &err);
     api_db_release(req, conn);
     if (r < 0)
         api_db_error(res, &err);
     else if (r == 0)
         pl_http_error(res, 404, "project not found");
+    else if (r == 2) /* every rule runs on every trace: the cap bounds a project's cost */
+        pl_http_error(res, 422,
+                      "the project already has %d eval rules, the most allowed "
+                      "(eval.max_rules_per_project): delete or reuse one",
+                      max);
     else
         api_json_owned(res, 201, json);
     json_object_put(body);

@@ -1,3 +1,4 @@
+/* The detector's stage logic: evaluate a batch, cluster its failures, store it all. */
 #include "detect.h"
 
 #include "cluster_store.h"
@@ -20,6 +21,7 @@ struct detect_entry {
     struct pl_worker_item *item;
     size_t index; /* in the batch */
     bool valid;
+    bool stored_before; /* a replay: its stored row and evaluation stand, it is not evaluated */
     char tenant_id[37];
     char project_id[37];
     char received_at[40];
@@ -257,6 +259,10 @@ struct detect_scratch {
     FILE *eval; /* the eval column's JSON text */
     char *eval_text;
     size_t eval_len;
+    int64_t trace_budget_us; /* 0: none */
+    struct pl_eval_ledger *ledger;
+    /* what the budgets did to the batch, counted once it is stored */
+    size_t over_trace, over_tenant, rules_skipped;
 };
 
 /* Writes s as a JSON string. */
@@ -308,19 +314,36 @@ static bool detect_evaluate(const struct detect_entry *e, const struct detect_ru
     rewind(sc->eval);
     fputc('{', sc->eval);
     bool first_rule = true;
+    int64_t t0 = pl_eval_now_us();
+    const struct pl_eval_budget budget = {
+        .trace_deadline_us = sc->trace_budget_us ? t0 + sc->trace_budget_us : 0,
+        .ledger = sc->ledger,
+        .tenant_id = e->tenant_id,
+    };
+    enum pl_eval_skip flagged = PL_EVAL_RAN;
     for (int i = 0; i < nrules; i++) {
         if (strcmp(rules[i].project_id, e->project_id) != 0)
             continue;
         struct pl_eval_result r;
-        pl_eval_rule_run(rules[i].rule, &in, &r);
+        pl_eval_rule_run_budgeted(rules[i].rule, &in, &budget, &r);
         if (!first_rule)
             fputc(',', sc->eval);
         first_rule = false;
         detect_json_string(sc->eval, rules[i].metric_name);
-        fprintf(sc->eval, ":{\"passed\":%s,\"feedback\":", r.passed ? "true" : "false");
+        /* A rule a budget skipped was not judged: passed is null (neither a pass nor a
+         * failure, so no cluster and no remediation), "skipped" names the budget. */
+        if (r.skipped != PL_EVAL_RAN) {
+            fprintf(sc->eval, ":{\"passed\":null,\"skipped\":\"%s\",\"feedback\":",
+                    r.skipped == PL_EVAL_SKIP_TENANT ? "tenant_budget" : "trace_budget");
+            if (flagged == PL_EVAL_RAN)
+                flagged = r.skipped;
+            sc->rules_skipped++;
+        } else {
+            fprintf(sc->eval, ":{\"passed\":%s,\"feedback\":", r.passed ? "true" : "false");
+        }
         detect_json_string(sc->eval, r.feedback);
         fputc('}', sc->eval);
-        if (!r.passed) {
+        if (!r.passed && r.skipped == PL_EVAL_RAN) {
             char type[160];
             snprintf(type, sizeof(type), "rule:%s", rules[i].metric_name);
             ok = ok && detect_add_failure(failures, e, type, r.feedback);
@@ -330,6 +353,10 @@ static bool detect_evaluate(const struct detect_entry *e, const struct detect_ru
     fputc('\0', sc->eval);
     fflush(sc->eval);
     json_object_put(scores);
+    if (flagged == PL_EVAL_SKIP_TRACE)
+        sc->over_trace++;
+    else if (flagged == PL_EVAL_SKIP_TENANT)
+        sc->over_tenant++;
     return ok;
 }
 
@@ -358,6 +385,57 @@ static int detect_check_projects(PGconn *conn, struct detect_entry *es, size_t n
     }
     PQclear(res);
     return 0;
+}
+
+/* Marks the valid entries whose trace is already stored: a replay after a crash or a
+ * rebalance. Their first stored evaluation wins (the store keeps the first row), so they are
+ * not evaluated again: evaluation under time budgets need not come out the same twice, and
+ * their failures (clusters, control events) must agree with the stored row. */
+static int detect_mark_stored(PGconn *conn, struct detect_entry *es, size_t n,
+                              struct pl_pg_error *err)
+{
+    const char **projects = calloc(n ? n : 1, sizeof(char *));
+    const char **ids = calloc(n ? n : 1, sizeof(char *));
+    size_t *index = calloc(n ? n : 1, sizeof(size_t));
+    char *pa = NULL, *ia = NULL;
+    int rc = -1;
+    size_t k = 0;
+    if (!projects || !ids || !index)
+        goto oom;
+    for (size_t i = 0; i < n; i++)
+        if (es[i].valid) {
+            projects[k] = es[i].project_id;
+            ids[k] = es[i].t.id;
+            index[k++] = i;
+        }
+    if (!(pa = pl_pg_text_array(projects, k)) || !(ia = pl_pg_text_array(ids, k)))
+        goto oom;
+    const char *p[2] = {pa, ia};
+    PGresult *res = pl_pg_query(conn,
+                                "SELECT u.i FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY"
+                                " AS u(project_id, id, i) JOIN traces t"
+                                " ON t.project_id = u.project_id AND t.id = u.id COLLATE \"C\"",
+                                2, p, err);
+    if (res) {
+        for (int r = 0; r < PQntuples(res); r++) {
+            long long i = pl_pg_getll(res, r, 0);
+            if (i >= 1 && (size_t)i <= k)
+                es[index[i - 1]].stored_before = true;
+        }
+        PQclear(res);
+        rc = 0;
+    }
+    goto out;
+oom:
+    snprintf(err->message, sizeof(err->message), "out of memory");
+    err->sqlstate[0] = '\0';
+out:
+    free(pa);
+    free(ia);
+    free(projects);
+    free(ids);
+    free(index);
+    return rc;
 }
 
 /* Postgres array literal of the distinct project ids of the valid entries. */
@@ -390,6 +468,7 @@ struct detect_state {
     size_t rows_len;
     size_t *row_off; /* entry i's COPY row is rows[row_off[i], row_off[i + 1]) (maybe empty) */
     size_t stored;   /* traces in rows */
+    size_t over_trace, over_tenant, rules_skipped; /* see detect_scratch */
     int64_t t0, t_prepared;
 };
 
@@ -408,7 +487,6 @@ void detect_release(void *p)
 /* Parses, checks and evaluates a batch (reads only): everything but the writes. */
 void *detect_prepare(struct pl_service *svc, struct pl_worker_item *items, size_t n, void *arg)
 {
-    (void)arg;
     struct detect_state *st = calloc(1, sizeof(*st));
     if (!st)
         return NULL;
@@ -421,7 +499,10 @@ void *detect_prepare(struct pl_service *svc, struct pl_worker_item *items, size_
     FILE *copy = open_memstream(&st->rows, &st->rows_len);
     PGconn *conn = NULL;
     struct pl_pg_error err;
-    struct detect_scratch sc = {0};
+    struct detect_scratch sc = {
+        .trace_budget_us = (int64_t)svc->cfg.eval_trace_budget_ms * 1000,
+        .ledger = arg,
+    };
     if (!(st->es = calloc(n, sizeof(*st->es))) ||
         !(st->row_off = calloc(n + 1, sizeof(*st->row_off))) || !copy)
         goto out;
@@ -441,6 +522,7 @@ void *detect_prepare(struct pl_service *svc, struct pl_worker_item *items, size_
     conn = pl_pg_acquire(svc->pg, &err);
     if (!conn || !(projects = detect_projects_array(es, n)) ||
         detect_check_projects(conn, es, n, projects, &err) != 0 ||
+        detect_mark_stored(conn, es, n, &err) != 0 ||
         detect_load_rules(conn, projects, &rules, &nrules, &err) != 0) {
         pl_warn("detector: database: %s", err.message);
         goto out;
@@ -454,7 +536,9 @@ void *detect_prepare(struct pl_service *svc, struct pl_worker_item *items, size_
         st->row_off[i] = st->rows_len;
         if (!es[i].valid)
             continue;
-        if (!detect_evaluate(&es[i], rules, nrules, &sc, &st->failures)) {
+        /* A stored trace's row still goes to the store (which keeps the stored one), so a
+         * replay takes the same path as before; it is just not evaluated again. */
+        if (!es[i].stored_before && !detect_evaluate(&es[i], rules, nrules, &sc, &st->failures)) {
             pl_warn("detector: out of memory evaluating a batch");
             goto out;
         }
@@ -462,11 +546,14 @@ void *detect_prepare(struct pl_service *svc, struct pl_worker_item *items, size_
         if (refuse && idlen >= 9 && strcmp(es[i].t.id + idlen - 9, "refuse-me") == 0)
             es[i].t.f[PL_TF_LATENCY_MS] = (struct pl_json_value){
                 .kind = PL_JSON_NUMBER, .text = "not-a-number", .text_len = 12};
-        detect_copy_row(copy, &es[i], sc.eval_text, &sc.misc);
+        detect_copy_row(copy, &es[i], es[i].stored_before ? "{}" : sc.eval_text, &sc.misc);
         st->stored++;
     }
     fflush(copy);
     st->row_off[n] = st->rows_len;
+    st->over_trace = sc.over_trace;
+    st->over_tenant = sc.over_tenant;
+    st->rules_skipped = sc.rules_skipped;
     ok = true;
 out:
     if (sc.eval)
@@ -569,8 +656,17 @@ static int detect_isolate(struct pl_service *svc, struct detect_state *st, size_
 enum pl_handle_result detect_store(struct pl_service *svc, void *p, void *arg)
 {
     (void)arg;
-    static struct pl_metric *m_traces, *m_failures, *m_events;
+    static struct pl_metric *m_traces, *m_failures, *m_events, *m_over_trace, *m_over_tenant,
+        *m_skipped;
     if (!m_traces) {
+        static const char over_help[] = "Traces flagged because an evaluation budget skipped "
+                                        "some of their rules, by the budget that did first";
+        m_over_trace = pl_metric_counter("pl_detector_eval_budget_exceeded_total",
+                                         "budget=\"trace\"", over_help);
+        m_over_tenant = pl_metric_counter("pl_detector_eval_budget_exceeded_total",
+                                          "budget=\"tenant\"", over_help);
+        m_skipped = pl_metric_counter("pl_detector_eval_rules_skipped_total", NULL,
+                                      "Rule runs skipped or cut short by an evaluation budget");
         m_traces = pl_metric_counter("pl_detector_traces_total", NULL,
                                      "Traces stored and evaluated (replays included)");
         m_failures = pl_metric_counter("pl_detector_failures_total", NULL,
@@ -602,6 +698,9 @@ enum pl_handle_result detect_store(struct pl_service *svc, void *p, void *arg)
              st->stored, (long long)(st->t_prepared - st->t0), (long long)(pl_now_ms() - t_store),
              (long long)(t_store - st->t_prepared), nfailures, events);
     pl_metric_add(m_traces, (int64_t)st->stored);
+    pl_metric_add(m_over_trace, (int64_t)st->over_trace);
+    pl_metric_add(m_over_tenant, (int64_t)st->over_tenant);
+    pl_metric_add(m_skipped, (int64_t)st->rules_skipped);
     pl_metric_add(m_failures, (int64_t)nfailures);
     pl_metric_add(m_events, events);
     if (events > 0)

@@ -5,8 +5,9 @@
 
 #include "worker.h"
 
-/* The detector as pl_worker_stages (arg unused): prepare parses, checks and evaluates a
- * batch; store writes it in one transaction; release frees what prepare made. */
+/* The detector as pl_worker_stages (arg: the tenants' struct pl_eval_ledger, or NULL):
+ * prepare parses, checks and evaluates a batch under the eval budgets; store writes it in one
+ * transaction; release frees what prepare made. */
 void *detect_prepare(struct pl_service *svc, struct pl_worker_item *items, size_t n, void *arg);
 enum pl_handle_result detect_store(struct pl_service *svc, void *state, void *arg);
 void detect_release(void *state);

@@ -1,5 +1,6 @@
 /* Unit tests for the eval-rule evaluators (evaluate.h): every evaluator's pass and fail
- * cases, every config error, regex limits against hostile patterns, UTF-8, concurrency. */
+ * cases, every config error, regex limits against hostile patterns, UTF-8, concurrency, and
+ * the trace and tenant evaluation budgets. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -958,6 +959,219 @@ static void test_concurrent_runs(void **state)
     pl_eval_rule_free((struct pl_eval_rule *)sr.hostile);
 }
 
+/* ---- budgets ------------------------------------------------------------------------------ */
+
+#define TA "00000000-0000-0000-0000-00000000000a"
+#define TB "00000000-0000-0000-0000-00000000000b"
+
+static void test_ledger_rate(void **state)
+{
+    (void)state;
+    /* 250 ms per 1000 ms: each ms spent is 4 ms of wall time to earn back. */
+    struct pl_eval_ledger *l = pl_eval_ledger_new(250, 1000);
+    assert_non_null(l);
+    assert_int_equal(pl_eval_ledger_left(l, TA, 0), 250000);
+    pl_eval_ledger_charge(l, TA, 100000, 0);
+    assert_int_equal(pl_eval_ledger_left(l, TA, 0), 150000);
+    assert_int_equal(pl_eval_ledger_left(l, TB, 0), 250000); /* tenants are apart */
+    pl_eval_ledger_charge(l, TA, 150000, 0);
+    assert_int_equal(pl_eval_ledger_left(l, TA, 0), 0);
+    /* An overrun (a search cut a little late) is debt too: it takes longer to refill. */
+    pl_eval_ledger_charge(l, TA, 50000, 0);
+    assert_int_equal(pl_eval_ledger_left(l, TA, 200000), 0);
+    assert_int_equal(pl_eval_ledger_left(l, TA, 300000), 25000);
+    /* Refills at budget/window, never past the budget. */
+    assert_int_equal(pl_eval_ledger_left(l, TA, 1000000), 200000);
+    assert_int_equal(pl_eval_ledger_left(l, TA, 1100000), 225000);
+    assert_int_equal(pl_eval_ledger_left(l, TA, 1200000), 250000);
+    assert_int_equal(pl_eval_ledger_left(l, TA, 9000000), 250000);
+    /* Spending while in debt adds to the debt, not to now. */
+    pl_eval_ledger_charge(l, TA, 40000, 1100000);
+    assert_int_equal(pl_eval_ledger_left(l, TA, 1100000), 185000);
+    /* Nothing spent, nothing charged. */
+    pl_eval_ledger_charge(l, TB, 0, 0);
+    pl_eval_ledger_charge(l, TB, -5, 0);
+    assert_int_equal(pl_eval_ledger_left(l, TB, 0), 250000);
+    pl_eval_ledger_free(l);
+
+    /* No tenant budget: unbounded, and charging is a no-op. */
+    l = pl_eval_ledger_new(0, 1000);
+    pl_eval_ledger_charge(l, TA, 1000000000, 0);
+    assert_true(pl_eval_ledger_left(l, TA, 0) == INT64_MAX);
+    pl_eval_ledger_free(l);
+    assert_true(pl_eval_ledger_left(NULL, TA, 0) == INT64_MAX);
+    pl_eval_ledger_free(NULL);
+}
+
+static void test_ledger_many_tenants(void **state)
+{
+    (void)state;
+    struct pl_eval_ledger *l = pl_eval_ledger_new(100, 1000);
+    char t[40];
+    /* 5000 tenants in debt at once: the table grows and forgets none of them. */
+    for (int i = 0; i < 5000; i++) {
+        snprintf(t, sizeof(t), "tenant-%d", i);
+        pl_eval_ledger_charge(l, t, 1000 + i, 0);
+    }
+    for (int i = 0; i < 5000; i++) {
+        snprintf(t, sizeof(t), "tenant-%d", i);
+        assert_int_equal(pl_eval_ledger_left(l, t, 0), 100000 - 1000 - i);
+    }
+    /* Later, tenants out of debt are dropped as room is made: they are as good as new. */
+    for (int i = 0; i < 20000; i++) {
+        snprintf(t, sizeof(t), "late-%d", i);
+        pl_eval_ledger_charge(l, t, 100, 10000000 + i);
+    }
+    snprintf(t, sizeof(t), "tenant-%d", 7);
+    assert_int_equal(pl_eval_ledger_left(l, t, 10000000), 100000);
+    snprintf(t, sizeof(t), "late-%d", 19999);
+    assert_int_equal(pl_eval_ledger_left(l, t, 10000000 + 19999), 99900);
+    pl_eval_ledger_free(l);
+}
+
+static void test_costly(void **state)
+{
+    (void)state;
+    struct pl_eval_rule *r = compile("regex_match", "{\"pattern\": \"a\"}", "m");
+    assert_true(pl_eval_rule_costly(r));
+    pl_eval_rule_free(r);
+    r = compile("regex_absent", "{\"pattern\": \"a\"}", "m");
+    assert_true(pl_eval_rule_costly(r));
+    pl_eval_rule_free(r);
+    r = compile("contains", "{\"value\": \"a\", \"case_insensitive\": true}", "m");
+    assert_true(pl_eval_rule_costly(r));
+    pl_eval_rule_free(r);
+    r = compile("contains", "{\"value\": \"a\"}", "m");
+    assert_false(pl_eval_rule_costly(r));
+    pl_eval_rule_free(r);
+    r = compile("json_valid", NULL, "m");
+    assert_false(pl_eval_rule_costly(r));
+    pl_eval_rule_free(r);
+    r = compile("max_length", "{\"max\": 3}", "m");
+    assert_false(pl_eval_rule_costly(r));
+    pl_eval_rule_free(r);
+}
+
+/* The repro's output: runs of 16 "a" each ended by "!", 176 times. */
+static char *evil_output(void)
+{
+    char *s = malloc(17 * 176 + 1);
+    for (int i = 0; i < 176; i++) {
+        memset(s + i * 17, 'a', 16);
+        s[i * 17 + 16] = '!';
+    }
+    s[17 * 176] = '\0';
+    return s;
+}
+
+static void test_budget_trace_spent(void **state)
+{
+    (void)state;
+    struct pl_eval_rule *re = compile("regex_match", "{\"pattern\": \"a\"}", "m");
+    struct pl_eval_rule *ml = compile("max_length", "{\"max\": 3}", "m");
+    struct pl_eval_input in = {.output = "abc"};
+    struct pl_eval_result res;
+    /* A trace past its deadline skips every rule, cheap or costly. */
+    struct pl_eval_budget b = {.trace_deadline_us = pl_eval_now_us() - 1};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(pl_eval_rule_run_budgeted(i ? ml : re, &in, &b, &res), PL_EVAL_ERROR);
+        assert_false(res.passed);
+        assert_int_equal(res.skipped, PL_EVAL_SKIP_TRACE);
+        assert_string_equal(res.feedback, "not evaluated: the trace's evaluation budget exceeded");
+    }
+    /* Within the deadline, or with none, rules run as pl_eval_rule_run runs them. */
+    b.trace_deadline_us = pl_eval_now_us() + 60000000;
+    assert_int_equal(pl_eval_rule_run_budgeted(re, &in, &b, &res), PL_EVAL_PASS);
+    assert_int_equal(res.skipped, PL_EVAL_RAN);
+    struct pl_eval_budget none = {0};
+    assert_int_equal(pl_eval_rule_run_budgeted(ml, &in, &none, &res), PL_EVAL_PASS);
+    in.output = "abcd";
+    assert_int_equal(pl_eval_rule_run_budgeted(ml, &in, &none, &res), PL_EVAL_FAIL);
+    assert_int_equal(res.skipped, PL_EVAL_RAN);
+    pl_eval_rule_free(re);
+    pl_eval_rule_free(ml);
+}
+
+static void test_budget_tenant_spent(void **state)
+{
+    (void)state;
+    struct pl_eval_ledger *l = pl_eval_ledger_new(100, 1000);
+    struct pl_eval_rule *re = compile("regex_absent", "{\"pattern\": \"x\"}", "m");
+    struct pl_eval_rule *ct = compile("contains", "{\"value\": \"b\"}", "m");
+    struct pl_eval_input in = {.output = "abc"};
+    struct pl_eval_result res;
+    struct pl_eval_budget b = {.ledger = l, .tenant_id = TA};
+    pl_eval_ledger_charge(l, TA, 100000, pl_eval_now_us());
+    /* The tenant's costly rules are skipped; its cheap rules still run. */
+    assert_int_equal(pl_eval_rule_run_budgeted(re, &in, &b, &res), PL_EVAL_ERROR);
+    assert_int_equal(res.skipped, PL_EVAL_SKIP_TENANT);
+    assert_false(res.passed);
+    assert_string_equal(res.feedback, "not evaluated: the tenant's evaluation budget exceeded");
+    assert_int_equal(pl_eval_rule_run_budgeted(ct, &in, &b, &res), PL_EVAL_PASS);
+    assert_int_equal(res.skipped, PL_EVAL_RAN);
+    /* Another tenant is not affected. */
+    b.tenant_id = TB;
+    assert_int_equal(pl_eval_rule_run_budgeted(re, &in, &b, &res), PL_EVAL_PASS);
+    assert_int_equal(res.skipped, PL_EVAL_RAN);
+    assert_true(pl_eval_ledger_left(l, TB, pl_eval_now_us()) <= 100000);
+    pl_eval_rule_free(re);
+    pl_eval_rule_free(ct);
+    pl_eval_ledger_free(l);
+}
+
+static void test_budget_cuts_search(void **state)
+{
+    (void)state;
+    struct pl_eval_rule *r = compile("regex_match", "{\"pattern\": \"(a|aa)+$\"}", "m");
+    char *out = evil_output();
+    struct pl_eval_input in = {.output = out};
+    struct pl_eval_result res;
+
+    /* A distant deadline: the search's own limit ends it, reported as before. */
+    struct pl_eval_rule *nested = compile("regex_match", "{\"pattern\": \"(a+)+$\"}", "m");
+    char *s = repeat('a', 40, "b");
+    struct pl_eval_input nin = {.output = s};
+    struct pl_eval_budget b = {.trace_deadline_us = pl_eval_now_us() + 60000000};
+    int64_t t0 = pl_now_ms();
+    assert_int_equal(pl_eval_rule_run_budgeted(nested, &nin, &b, &res), PL_EVAL_ERROR);
+    assert_int_equal(res.skipped, PL_EVAL_RAN);
+    assert_string_equal(res.feedback, "regex match limit exceeded");
+    assert_true(pl_now_ms() - t0 < 1000);
+    free(s);
+    pl_eval_rule_free(nested);
+
+    /* The trace's deadline comes first: the search is abandoned there, as skipped. */
+    b.trace_deadline_us = pl_eval_now_us() + 20000;
+    t0 = pl_now_ms();
+    assert_int_equal(pl_eval_rule_run_budgeted(r, &in, &b, &res), PL_EVAL_ERROR);
+    int64_t took = pl_now_ms() - t0;
+    assert_int_equal(res.skipped, PL_EVAL_SKIP_TRACE);
+    if (took >= PL_EVAL_REGEX_BUDGET_MS - 10)
+        fail_msg("cut at 20 ms took %lld ms", (long long)took);
+
+    /* The tenant's budget comes first: abandoned there, and the time is charged. */
+    struct pl_eval_ledger *l = pl_eval_ledger_new(100, 1000);
+    pl_eval_ledger_charge(l, TA, 80000, pl_eval_now_us());
+    b = (struct pl_eval_budget){.ledger = l, .tenant_id = TA};
+    t0 = pl_now_ms();
+    assert_int_equal(pl_eval_rule_run_budgeted(r, &in, &b, &res), PL_EVAL_ERROR);
+    took = pl_now_ms() - t0;
+    assert_int_equal(res.skipped, PL_EVAL_SKIP_TENANT);
+    assert_string_equal(res.feedback, "not evaluated: the tenant's evaluation budget exceeded");
+    if (took >= PL_EVAL_REGEX_BUDGET_MS - 10)
+        fail_msg("cut at the tenant's 20 ms took %lld ms", (long long)took);
+    assert_true(pl_eval_ledger_left(l, TA, pl_eval_now_us()) < 20000);
+    /* ... and the next costly rule of that tenant is not run at all. */
+    pl_eval_ledger_charge(l, TA, 1000000, pl_eval_now_us());
+    t0 = pl_now_ms();
+    assert_int_equal(pl_eval_rule_run_budgeted(r, &in, &b, &res), PL_EVAL_ERROR);
+    assert_int_equal(res.skipped, PL_EVAL_SKIP_TENANT);
+    assert_true(pl_now_ms() - t0 < 10);
+    pl_eval_ledger_free(l);
+    free(out);
+    pl_eval_rule_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -984,6 +1198,12 @@ int main(void)
         cmocka_unit_test(test_score_config_errors),
         cmocka_unit_test(test_first_failure),
         cmocka_unit_test(test_concurrent_runs),
+        cmocka_unit_test(test_ledger_rate),
+        cmocka_unit_test(test_ledger_many_tenants),
+        cmocka_unit_test(test_costly),
+        cmocka_unit_test(test_budget_trace_spent),
+        cmocka_unit_test(test_budget_tenant_spent),
+        cmocka_unit_test(test_budget_cuts_search),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
