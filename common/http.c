@@ -597,6 +597,35 @@ struct pl_http_server *pl_http_server_start(const char *bind, int port, int thre
                                         err, errsz);
 }
 
+static int http_hex(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* Percent-decoding of the path and the query, as libmicrohttpd's own, but for %00: decoded,
+ * its NUL would end the C string there, and "/things/<id>%00junk" would find <id>. Left as
+ * it is, it makes an id (or any value) one that matches nothing. */
+static size_t http_unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls;
+    (void)conn;
+    char *w = s;
+    for (const char *r = s; *r;) {
+        int hi = r[0] == '%' ? http_hex(r[1]) : -1, lo = hi >= 0 ? http_hex(r[2]) : -1;
+        if (lo >= 0 && (hi | lo) != 0) {
+            *w++ = (char)(hi * 16 + lo);
+            r += 3;
+        } else {
+            *w++ = *r++;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
+
 struct pl_http_server *pl_http_server_start_limited(
     const char *bind, int port, int threads, size_t max_body, const struct pl_http_limits *limits,
     const struct pl_http_route *routes, size_t nroutes, void *user, char *err, size_t errsz)
@@ -637,7 +666,8 @@ struct pl_http_server *pl_http_server_start_limited(
         http_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, http_connection_notify, NULL,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)limits->timeout_s, MHD_OPTION_CONNECTION_LIMIT,
         total, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)limits->per_ip,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, memory, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, memory, MHD_OPTION_UNESCAPE_CALLBACK, http_unescape,
+        NULL, MHD_OPTION_END);
     if (!srv->daemon) {
         snprintf(err, errsz, "cannot listen on %s:%d", bind, port);
         free(srv);

@@ -82,6 +82,22 @@ static void test_every_body_is_strict(void **state)
     free(body);
 }
 
+/* An id with %00 and more after it is another id, not a match cut short at the NUL. */
+static void test_nul_in_path_and_query(void **state)
+{
+    (void)state;
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/prompts/deployments/%s", deployment);
+    expect("GET", path, t.viewer_key, NULL, 200, NULL);
+    snprintf(path, sizeof(path), "/v1/prompts/deployments/%s%%00junk", deployment);
+    expect("GET", path, t.viewer_key, NULL, 404, "deployment not found");
+    snprintf(path, sizeof(path), "/v1/prompts/deployments?project_id=%s%%00junk", t.project_id);
+    expect("GET", path, t.viewer_key, NULL, 400, "project_id");
+    /* other escapes are still decoded */
+    snprintf(path, sizeof(path), "/v1/prompts/deployments/%%%02x%s", deployment[0], deployment + 1);
+    expect("GET", path, t.viewer_key, NULL, 200, NULL);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -107,6 +123,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_body_is_strict),
+        cmocka_unit_test(test_nul_in_path_and_query),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
