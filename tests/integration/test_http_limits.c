@@ -10,6 +10,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "../raw_http.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -50,83 +52,15 @@ static int tcp_connect(const char *source)
     return fd;
 }
 
-static void send_all(int fd, const char *data)
-{
-    size_t len = strlen(data);
-    while (len) {
-        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-        assert_true(n > 0);
-        data += n;
-        len -= (size_t)n;
-    }
-}
-
-/* Everything until the server closes, or timeout_ms; *closed says which. */
-static char *read_until_close(int fd, int timeout_ms, bool *closed)
-{
-    size_t cap = 65536, len = 0;
-    char *buf = malloc(cap);
-    assert_non_null(buf);
-    *closed = false;
-    int64_t deadline = pl_now_ms() + timeout_ms;
-    for (int64_t left; (left = deadline - pl_now_ms()) > 0 && len + 1 < cap;) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, (int)left) <= 0)
-            break;
-        ssize_t n = recv(fd, buf + len, cap - len - 1, 0);
-        if (n <= 0) {
-            *closed = true;
-            break;
-        }
-        len += (size_t)n;
-    }
-    buf[len] = '\0';
-    return buf;
-}
-
 /* One request from source on its own connection; the whole answer. */
 static char *exchange(const char *source, const char *request, bool *closed)
 {
     int fd = tcp_connect(source);
     assert_true(fd >= 0);
-    send_all(fd, request);
-    char *out = read_until_close(fd, 5000, closed);
+    raw_send(fd, request, strlen(request));
+    char *out = raw_read(fd, 5000, closed);
     close(fd);
     return out;
-}
-
-static long status_of(const char *resp)
-{
-    long status = 0;
-    if (sscanf(resp, "HTTP/1.1 %ld ", &status) != 1)
-        fail_msg("not an HTTP response: \"%.200s\"", resp);
-    return status;
-}
-
-/* A header's value in the response ("" when absent; static buffer). */
-static const char *header_of(const char *resp, const char *name)
-{
-    static char value[256];
-    value[0] = '\0';
-    const char *end = strstr(resp, "\r\n\r\n");
-    size_t nlen = strlen(name);
-    for (const char *l = strstr(resp, "\r\n"); l && (!end || l < end); l = strstr(l + 2, "\r\n"))
-        if (strncasecmp(l + 2, name, nlen) == 0 && l[2 + nlen] == ':') {
-            const char *v = l + 3 + nlen;
-            while (*v == ' ')
-                v++;
-            snprintf(value, sizeof(value), "%.*s", (int)strcspn(v, "\r"), v);
-            break;
-        }
-    return value;
-}
-
-static size_t count_of(const char *hay, const char *needle)
-{
-    size_t n = 0;
-    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
-        n++;
-    return n;
 }
 
 static int setup(void **state)
@@ -184,7 +118,7 @@ static void test_idle_connections_do_not_starve_others(void **state)
     char *resp = exchange("127.0.0.2",
                           "GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", &closed);
     int64_t took = pl_now_ms() - t0;
-    assert_int_equal(status_of(resp), 200);
+    assert_int_equal(raw_status(resp), 200);
     free(resp);
     if (took >= 1000)
         fail_msg("/healthz took %lld ms with %d idle connections open", (long long)took, IDLE);
@@ -234,7 +168,7 @@ static void test_idle_connections_do_not_starve_others(void **state)
     /* Counted in /metrics; logged in a line or two, not one per connection. */
     resp = exchange("127.0.0.2", "GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
                     &closed);
-    assert_int_equal(status_of(resp), 200);
+    assert_int_equal(raw_status(resp), 200);
     const char *m = strstr(resp, "pl_http_connection_problems_total{reason=\"limit\"} ");
     assert_non_null(m);
     long limited =
@@ -267,10 +201,10 @@ static void test_smuggled_request_not_served(void **state)
                           "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
                           "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n",
                           &closed);
-    assert_int_equal(status_of(resp), 400);
-    assert_int_equal(count_of(resp, "\r\nDate: "), 1); /* one response only */
-    assert_string_equal(header_of(resp, "Connection"), "close");
-    assert_string_equal(header_of(resp, "Content-Type"), "application/json");
+    assert_int_equal(raw_status(resp), 400);
+    assert_int_equal(raw_count(resp, "\r\nDate: "), 1); /* one response only */
+    assert_string_equal(raw_header(resp, "Connection"), "close");
+    assert_string_equal(raw_header(resp, "Content-Type"), "application/json");
     assert_non_null(strstr(resp, "{\"error\":"));
     assert_true(closed);
     free(resp);
@@ -279,8 +213,8 @@ static void test_smuggled_request_not_served(void **state)
                     "POST /v1/traces HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n"
                     "Content-Length: 36\r\n\r\n{}GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n",
                     &closed);
-    assert_int_equal(status_of(resp), 400);
-    assert_int_equal(count_of(resp, "\r\nDate: "), 1);
+    assert_int_equal(raw_status(resp), 400);
+    assert_int_equal(raw_count(resp, "\r\nDate: "), 1);
     assert_true(closed);
     free(resp);
 
@@ -288,8 +222,8 @@ static void test_smuggled_request_not_served(void **state)
                     "POST /v1/traces HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n"
                     "0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: a\r\n\r\n",
                     &closed);
-    assert_int_equal(status_of(resp), 400);
-    assert_int_equal(count_of(resp, "\r\nDate: "), 1);
+    assert_int_equal(raw_status(resp), 400);
+    assert_int_equal(raw_count(resp, "\r\nDate: "), 1);
     assert_true(closed);
     free(resp);
 }
@@ -300,15 +234,15 @@ static void test_auth_and_method_headers(void **state)
     bool closed;
     char *resp = exchange(
         "127.0.0.2", "GET /v1/projects HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", &closed);
-    assert_int_equal(status_of(resp), 401);
-    assert_string_equal(header_of(resp, "WWW-Authenticate"), "Bearer");
+    assert_int_equal(raw_status(resp), 401);
+    assert_string_equal(raw_header(resp, "WWW-Authenticate"), "Bearer");
     free(resp);
 
     resp =
         exchange("127.0.0.2",
                  "DELETE /v1/projects HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", &closed);
-    assert_int_equal(status_of(resp), 405);
-    assert_string_equal(header_of(resp, "Allow"), "GET, HEAD, POST");
+    assert_int_equal(raw_status(resp), 405);
+    assert_string_equal(raw_header(resp, "Allow"), "GET, HEAD, POST");
     free(resp);
 
     /* The scheme is case-insensitive. */
@@ -323,7 +257,7 @@ static void test_auth_and_method_headers(void **state)
                  "Connection: close\r\n\r\n",
                  schemes[i], t.viewer_key);
         resp = exchange("127.0.0.2", req, &closed);
-        if (status_of(resp) != 200)
+        if (raw_status(resp) != 200)
             fail_msg("scheme %s: %.300s", schemes[i], resp);
         free(resp);
     }

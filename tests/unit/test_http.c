@@ -6,6 +6,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "../raw_http.h"
+
 #include "http.h"
 #include "metrics.h"
 #include "util.h"
@@ -880,44 +882,6 @@ static int raw_connect(int port)
     return fd;
 }
 
-static void raw_send(int fd, const char *data, size_t len)
-{
-    while (len) {
-        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-        assert_true(n > 0);
-        data += n;
-        len -= (size_t)n;
-    }
-}
-
-/* Reads until the server closes the connection or timeout_ms passes; sets *closed. */
-static char *raw_read(int fd, int timeout_ms, bool *closed)
-{
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    assert_non_null(buf);
-    *closed = false;
-    int64_t deadline = pl_now_ms() + timeout_ms;
-    for (int64_t left; (left = deadline - pl_now_ms()) > 0;) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, (int)left) <= 0)
-            break;
-        if (len + 1024 > cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            assert_non_null(buf);
-        }
-        ssize_t n = recv(fd, buf + len, cap - len - 1, 0);
-        if (n <= 0) {
-            *closed = true;
-            break;
-        }
-        len += (size_t)n;
-    }
-    buf[len] = '\0';
-    return buf;
-}
-
 /* One request on a fresh connection; the answer up to the server's close (3 s at most). */
 static char *raw_exchange(const char *req, size_t len, bool *closed)
 {
@@ -926,40 +890,6 @@ static char *raw_exchange(const char *req, size_t len, bool *closed)
     char *out = raw_read(fd, 3000, closed);
     close(fd);
     return out;
-}
-
-static long raw_status(const char *resp)
-{
-    long status = 0;
-    if (sscanf(resp, "HTTP/1.1 %ld ", &status) != 1)
-        fail_msg("not an HTTP response: \"%.200s\"", resp);
-    return status;
-}
-
-/* The value of header name in the response's header block, or "" (static buffer). */
-static const char *raw_header(const char *resp, const char *name)
-{
-    static char value[256];
-    value[0] = '\0';
-    const char *end = strstr(resp, "\r\n\r\n");
-    size_t nlen = strlen(name);
-    for (const char *l = strstr(resp, "\r\n"); l && (!end || l < end); l = strstr(l + 2, "\r\n"))
-        if (strncasecmp(l + 2, name, nlen) == 0 && l[2 + nlen] == ':') {
-            const char *v = l + 3 + nlen;
-            while (*v == ' ')
-                v++;
-            snprintf(value, sizeof(value), "%.*s", (int)strcspn(v, "\r"), v);
-            break;
-        }
-    return value;
-}
-
-static size_t raw_count(const char *hay, const char *needle)
-{
-    size_t n = 0;
-    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
-        n++;
-    return n;
 }
 
 /* Exactly one response, status, a JSON {"error": "..."} body, then the server closes. */
