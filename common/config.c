@@ -59,6 +59,7 @@ static const struct config_field config_fields[] = {
     STR("kafka", "topic_dlq", kafka_topic_dlq, 1, NULL),
     STR("kafka", "topic_actions", kafka_topic_actions, 1, NULL),
     STR("kafka", "topic_failures", kafka_topic_failures, 1, NULL),
+    STR("kafka", "topic_audit", kafka_topic_audit, 1, NULL),
     BOOL("outbox", "relay", outbox_relay),
     INT("outbox", "poll_ms", outbox_poll_ms, 10, 60000),
     INT("outbox", "batch", outbox_batch, 1, 10000),
@@ -91,6 +92,9 @@ static const struct config_field config_fields[] = {
     INT("eval", "trace_budget_ms", eval_trace_budget_ms, 0, 600000),
     INT("eval", "tenant_budget_ms", eval_tenant_budget_ms, 0, 3600000),
     INT("eval", "tenant_window_ms", eval_tenant_window_ms, 100, 3600000),
+    STR("audit", "key", audit_key, 0, NULL),
+    STR("audit", "key_file", audit_key_file, 0, NULL),
+    INT("audit", "publish_interval_s", audit_publish_interval_s, 0, 86400),
 };
 #define CONFIG_NFIELDS (sizeof(config_fields) / sizeof(config_fields[0]))
 
@@ -236,6 +240,7 @@ void pl_config_defaults(struct pl_config *cfg, const char *service)
     snprintf(cfg->kafka_topic_dlq, sizeof(cfg->kafka_topic_dlq), "pl.dlq");
     snprintf(cfg->kafka_topic_actions, sizeof(cfg->kafka_topic_actions), "pl.actions");
     snprintf(cfg->kafka_topic_failures, sizeof(cfg->kafka_topic_failures), "pl.failures");
+    snprintf(cfg->kafka_topic_audit, sizeof(cfg->kafka_topic_audit), "pl.audit");
     cfg->outbox_relay = true;
     cfg->outbox_poll_ms = 100;
     cfg->outbox_batch = 100;
@@ -262,6 +267,7 @@ void pl_config_defaults(struct pl_config *cfg, const char *service)
     cfg->eval_trace_budget_ms = 250;
     cfg->eval_tenant_budget_ms = 250;
     cfg->eval_tenant_window_ms = 1000;
+    cfg->audit_publish_interval_s = 60;
 }
 
 /* libconfig 1.5 wraps a decimal literal that does not fit in 32 bits (4294975592 reads as

@@ -31,6 +31,7 @@ struct pl_config {
     char kafka_topic_dlq[128];
     char kafka_topic_actions[128];
     char kafka_topic_failures[128];
+    char kafka_topic_audit[128]; /* the audit chains' heads, published outside PostgreSQL */
 
     bool outbox_relay;
     int outbox_poll_ms;
@@ -72,6 +73,12 @@ struct pl_config {
     int eval_trace_budget_ms;       /* one trace's rules in the detector; 0: unbounded */
     int eval_tenant_budget_ms;      /* costly-rule time per tenant per window; 0: unbounded */
     int eval_tenant_window_ms;
+
+    /* The audit chain's HMAC key, held outside the database: the value (better: the
+     * PL_AUDIT_KEY environment variable) or a file holding it (a mounted Secret). */
+    char audit_key[512];
+    char audit_key_file[512];
+    int audit_publish_interval_s; /* how often the heads are published; 0: never */
 };
 
 /** @brief Fills defaults for a service ("api", "detector", ...): its port and group id. */

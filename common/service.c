@@ -1,6 +1,8 @@
 /* What every promptloop executable shares: config, HTTP, health, shutdown. */
 #include "service.h"
 
+#include "audit.h"
+#include "audit_head.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -69,6 +71,10 @@ int pl_service_start(struct pl_service *svc, const char *name, int argc, char **
     enum pl_log_level level;
     pl_log_level_parse(svc->cfg.log_level, &level); /* validated by the config table */
     pl_log_init(name, level);
+    if (pl_audit_key_load(&svc->cfg, err, sizeof(err)) != 0) {
+        pl_error("audit: %s", err);
+        return -1;
+    }
 
     struct sigaction sa = {.sa_handler = service_on_signal};
     sigemptyset(&sa.sa_mask);
@@ -93,6 +99,16 @@ int pl_service_start(struct pl_service *svc, const char *name, int argc, char **
                                   svc->cfg.outbox_poll_ms, svc->cfg.outbox_batch, err, sizeof(err));
         if (!svc->relay) {
             pl_error("outbox relay: %s", err);
+            return -1;
+        }
+    }
+    /* publishing heads rides with the relay: a process that relays may publish */
+    if (svc->cfg.outbox_relay && svc->cfg.audit_publish_interval_s > 0) {
+        svc->audit_heads =
+            pl_audit_publisher_start(svc->cfg.pg_dsn, svc->producer, svc->cfg.kafka_topic_audit,
+                                     svc->cfg.audit_publish_interval_s, err, sizeof(err));
+        if (!svc->audit_heads) {
+            pl_error("audit heads: %s", err);
             return -1;
         }
     }
@@ -123,6 +139,8 @@ void pl_service_stop(struct pl_service *svc)
 {
     pl_http_server_stop(svc->http);
     svc->http = NULL;
+    pl_audit_publisher_stop(svc->audit_heads);
+    svc->audit_heads = NULL;
     pl_outbox_relay_stop(svc->relay);
     svc->relay = NULL;
     pl_producer_destroy(svc->producer, 5000);

@@ -1,5 +1,6 @@
 /* What every promptloop executable shares: config, logging, signals, database pool,
- * producer, outbox relay, and the ops endpoints /healthz, /readyz and /metrics. */
+ * producer, outbox relay, audit head publisher, and the ops endpoints /healthz, /readyz and
+ * /metrics. */
 #ifndef PL_SERVICE_H
 #define PL_SERVICE_H
 
@@ -18,6 +19,7 @@ struct pl_service {
     struct pl_pg_pool *pg;
     struct pl_producer *producer;
     struct pl_outbox_relay *relay;
+    struct pl_audit_publisher *audit_heads;
     struct pl_http_server *http;
     struct pl_http_route *routes; /* service routes + ops routes */
     void *ctx;                    /* the service's own state, for its handlers */

@@ -1,6 +1,8 @@
 /* Helpers for integration tests against the running local stack. */
 #include "itest.h"
 
+#include "audit.h"
+
 #include "auth.h"
 #include "kafka.h"
 #include "registry.h"
@@ -130,6 +132,11 @@ static void itest_quiet_notice(void *arg, const char *message)
 
 PGconn *itest_pg(const char *dsn)
 {
+    /* tests that append audit entries themselves chain them under the stack's key */
+    const char *key = getenv("PL_AUDIT_KEY");
+    char err[256];
+    if (key && !pl_audit_key_id() && pl_audit_key_set(key, strlen(key), err, sizeof(err)) != 0)
+        fail_msg("PL_AUDIT_KEY: %s", err);
     PGconn *c = PQconnectdb(dsn ? dsn : itest_env("PL_PG_DSN"));
     if (PQstatus(c) != CONNECTION_OK)
         fail_msg("database: %s", PQerrorMessage(c));

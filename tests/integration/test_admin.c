@@ -17,6 +17,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* Extra environment for the next pl-admin runs (NULL: the stack's as it is). */
+static const char *const *admin_env;
+
 /* Runs pl-admin with args; returns its exit code and its output (stdout+stderr) in out. */
 static int admin(char *out, size_t outsz, const char *a1, const char *a2, const char *a3,
                  const char *a4, const char *a5, const char *a6, const char *a7, const char *a8)
@@ -25,7 +28,7 @@ static int admin(char *out, size_t outsz, const char *a1, const char *a2, const 
     itest_bin("pl-admin", bin, sizeof(bin));
     snprintf(log, sizeof(log), "/tmp/pl-itest-admin-%d.out", (int)getpid());
     const char *argv[] = {bin, a1, a2, a3, a4, a5, a6, a7, a8, NULL};
-    pid_t pid = itest_spawn(argv, NULL, log);
+    pid_t pid = itest_spawn(argv, admin_env, log);
     int st = itest_wait(pid, 30000);
     assert_true(st != -1 && WIFEXITED(st));
     FILE *f = fopen(log, "r");
@@ -99,10 +102,32 @@ static void test_tenant_project_key(void **state)
         admin(out, sizeof(out), "audit", "verify", "--tenant", tenant, NULL, NULL, NULL, NULL), 0);
     assert_true(strncmp(out, "audit chain ok: 3 entries, head ", 32) == 0);
     assert_int_equal(strlen(out), 32 + 64);
-    /* the head published now is still in the chain after more entries; once the newest
-     * entries are deleted it is not, though what is left still chains */
     char head[65];
     snprintf(head, sizeof(head), "%.64s", out + 32);
+    /* a keyed chain has nothing to rekey; rekey needs a tenant or --all */
+    assert_int_equal(
+        admin(out, sizeof(out), "audit", "rekey", "--tenant", tenant, NULL, NULL, NULL, NULL), 0);
+    assert_non_null(strstr(out, ": 0 entries rekeyed"));
+    assert_int_equal(admin(out, sizeof(out), "audit", "rekey", NULL, NULL, NULL, NULL, NULL, NULL),
+                     1);
+    /* without the key nothing is appended or verified; a short key is refused outright */
+    static const char *const no_key[] = {"PL_AUDIT_KEY=", NULL};
+    static const char *const short_key[] = {"PL_AUDIT_KEY=only-twenty-characters", NULL};
+    admin_env = no_key;
+    assert_int_equal(admin(out, sizeof(out), "project", "create", "--tenant", tenant, "--name",
+                           "keyless", NULL, NULL),
+                     1);
+    assert_non_null(strstr(out, "no audit key"));
+    assert_int_equal(
+        admin(out, sizeof(out), "audit", "verify", "--tenant", tenant, NULL, NULL, NULL, NULL), 1);
+    assert_non_null(strstr(out, "no audit key"));
+    admin_env = short_key;
+    assert_int_equal(
+        admin(out, sizeof(out), "audit", "verify", "--tenant", tenant, NULL, NULL, NULL, NULL), 1);
+    assert_non_null(strstr(out, "32 to 512 bytes"));
+    admin_env = NULL;
+    /* the head published now is still in the chain after more entries; once the newest
+     * entries are deleted it is not, though what is left still chains */
     assert_int_equal(admin(out, sizeof(out), "project", "create", "--tenant", tenant, "--name",
                            "later", NULL, NULL),
                      0);
@@ -121,6 +146,16 @@ static void test_tenant_project_key(void **state)
     assert_int_equal(admin(out, sizeof(out), "audit", "verify", "--tenant", tenant,
                            "--expected-head", head, NULL, NULL),
                      1);
+    /* every entry of the tenant deleted: an empty chain verifies, the published head does not */
+    db = itest_pg(NULL);
+    free(itest_sql(db, "DELETE FROM audit_log WHERE tenant_id = $1", 1, pt));
+    PQfinish(db);
+    assert_int_equal(
+        admin(out, sizeof(out), "audit", "verify", "--tenant", tenant, NULL, NULL, NULL, NULL), 0);
+    assert_int_equal(admin(out, sizeof(out), "audit", "verify", "--tenant", tenant,
+                           "--expected-head", head, NULL, NULL),
+                     1);
+    assert_non_null(strstr(out, "not in the chain"));
     assert_int_equal(admin(out, sizeof(out), "bogus", NULL, NULL, NULL, NULL, NULL, NULL, NULL), 2);
 }
 

@@ -115,6 +115,40 @@ static void test_concurrent_moves(void **state)
     json_object_put(published);
 }
 
+/* Appends n entries for tenant in one transaction, as every writer does. */
+static void audit_append_n(const char *tenant, int n)
+{
+    struct pl_pg_error perr;
+    free(itest_sql(db, "BEGIN", 0, NULL));
+    for (int i = 0; i < n; i++) {
+        char detail[32];
+        snprintf(detail, sizeof(detail), "{\"n\":%d}", i);
+        if (pl_audit_append(db, tenant, "itest", "test.entry", "x", detail, &perr) != 0)
+            fail_msg("audit append: %s", perr.message);
+    }
+    free(itest_sql(db, "COMMIT", 0, NULL));
+}
+
+/* What a database-only writer can do without the key: recompute every hash of the tenant's
+ * chain from its contents with plain SHA-256, as the chain was before it was keyed.
+ * unkeyed: also clear key_id, as if the entries predated the key. */
+static void audit_recompute_in_sql(const char *tenant, bool unkeyed)
+{
+    const char *p[2] = {tenant, unkeyed ? "t" : "f"};
+    free(itest_sql(db,
+                   "CREATE OR REPLACE FUNCTION pg_temp.rechain(t uuid, unkeyed boolean)"
+                   " RETURNS void LANGUAGE plpgsql AS $$ DECLARE r record; prev text := '';"
+                   " h text; BEGIN FOR r IN SELECT id, concat_ws('|', tenant_id::text, actor,"
+                   " action, target, detail::text, (extract(epoch FROM at) * 1000000)::bigint"
+                   "::text) AS body FROM audit_log WHERE tenant_id = t ORDER BY id LOOP"
+                   " h := encode(sha256(convert_to(prev || '|' || r.body, 'UTF8')), 'hex');"
+                   " UPDATE audit_log SET prev_hash = prev, hash = h, key_id = CASE WHEN"
+                   " unkeyed THEN NULL ELSE key_id END WHERE id = r.id; prev := h; END LOOP;"
+                   " END $$",
+                   0, NULL));
+    free(itest_sql(db, "SELECT pg_temp.rechain($1::uuid, $2::boolean)", 2, p));
+}
+
 static void test_audit_chain(void **state)
 {
     (void)state;
@@ -129,12 +163,20 @@ static void test_audit_chain(void **state)
     struct itest_tenant t;
     itest_tenant_new(db, "team", &t);
     struct pl_pg_error perr;
-    for (int i = 0; i < 3; i++) {
-        char detail[32];
-        snprintf(detail, sizeof(detail), "{\"n\":%d}", i);
-        assert_int_equal(pl_audit_append(db, t.id, "itest", "test.entry", "x", detail, &perr), 0);
-    }
+    /* outside a transaction the tenant lock would not hold: refused */
+    assert_int_equal(pl_audit_append(db, t.id, "itest", "test.entry", "x", "{}", &perr), -1);
+    assert_non_null(strstr(perr.message, "transaction"));
+    audit_append_n(t.id, 3);
     assert_int_equal(pl_audit_verify(db, t.id, err, sizeof(err)), 3);
+    /* the key never reaches the database: no column holds it */
+    const char *pk[2] = {t.id, getenv("PL_AUDIT_KEY")};
+    char *leaks = itest_sql(db,
+                            "SELECT count(*) FROM audit_log WHERE tenant_id = $1 AND"
+                            " strpos(audit_log::text, $2) > 0",
+                            2, pk);
+    assert_string_equal(leaks, "0");
+    free(leaks);
+
     const char *p[1] = {t.id};
     free(itest_sql(db,
                    "UPDATE audit_log SET detail = '{\"n\":99}' WHERE id = (SELECT min(id) FROM"
@@ -142,17 +184,118 @@ static void test_audit_chain(void **state)
                    1, p));
     assert_int_equal(pl_audit_verify(db, t.id, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "hash does not match"));
+    /* the edit, with every later hash recomputed in SQL: still detected (no key) */
+    audit_recompute_in_sql(t.id, false);
+    assert_int_equal(pl_audit_verify(db, t.id, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "hash does not match"));
+    /* ... and passed off as entries from before the chain was keyed: refused too, and a
+     * rekey does not launder it because the tampered chain is no longer the keyed one */
+    audit_recompute_in_sql(t.id, true);
+    assert_int_equal(pl_audit_verify(db, t.id, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "not keyed"));
+
+    /* an honest chain from before the key (migration 0014) is keyed by pl_audit_rekey after
+     * it verifies as it stands; a tampered one is not */
+    struct itest_tenant old;
+    itest_tenant_new(db, "team", &old);
+    audit_append_n(old.id, 4);
+    audit_recompute_in_sql(old.id, true); /* what 0001..0013 wrote */
+    assert_int_equal(pl_audit_verify(db, old.id, err, sizeof(err)), -1);
+    const char *po[1] = {old.id};
     free(itest_sql(db,
-                   "UPDATE audit_log SET detail = '{\"n\":0}' WHERE id = (SELECT min(id) FROM"
-                   " audit_log WHERE tenant_id = $1)",
-                   1, p));
-    assert_int_equal(pl_audit_verify(db, t.id, err, sizeof(err)), 3);
+                   "UPDATE audit_log SET hash = 'x' || substr(hash, 2) WHERE id = (SELECT max(id)"
+                   " FROM audit_log WHERE tenant_id = $1)",
+                   1, po));
+    assert_int_equal(pl_audit_rekey(db, old.id, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "hash does not match"));
+    audit_recompute_in_sql(old.id, true);
+    audit_append_n(old.id, 1); /* a keyed entry chained onto the unkeyed ones */
+    assert_int_equal(pl_audit_rekey(db, old.id, err, sizeof(err)), 5);
+    assert_int_equal(pl_audit_verify(db, old.id, err, sizeof(err)), 5);
+    assert_int_equal(pl_audit_rekey(db, old.id, err, sizeof(err)), 0);
+
+    /* a deleted entry in the middle breaks the chain */
     free(itest_sql(db,
                    "DELETE FROM audit_log WHERE id = (SELECT min(id) + 1 FROM audit_log"
                    " WHERE tenant_id = $1) AND tenant_id = $1",
-                   1, p));
-    assert_int_equal(pl_audit_verify(db, t.id, err, sizeof(err)), -1);
+                   1, po));
+    assert_int_equal(pl_audit_verify(db, old.id, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "prev_hash"));
+}
+
+/* The newest message on pl.audit for tenant with verified == want, or NULL by the deadline
+ * (caller puts it). */
+static json_object *audit_head_message(const char *tenant, bool want, int deadline_ms)
+{
+    const char *keys[1] = {tenant};
+    int64_t deadline = pl_now_ms() + deadline_ms;
+    do {
+        json_object *all = itest_kafka_read("pl.audit", keys, 1, 5000);
+        for (size_t i = json_object_array_length(all); i-- > 0;) {
+            json_object *m = json_object_array_get_idx(all, i), *v;
+            if (json_object_object_get_ex(m, "verified", &v) &&
+                json_object_get_boolean(v) == want) {
+                json_object *found = json_object_get(m);
+                json_object_put(all);
+                return found;
+            }
+        }
+        json_object_put(all);
+        pl_sleep_ms(200);
+    } while (pl_now_ms() < deadline);
+    return NULL;
+}
+
+/* The running stack publishes each tenant's verified head to pl.audit (every 2 s there); a
+ * deletion at the end of the chain, which the chain alone cannot show, is reported. */
+static void test_audit_heads_published(void **state)
+{
+    (void)state;
+    struct itest_tenant t;
+    itest_tenant_new(db, "team", &t);
+    audit_append_n(t.id, 3);
+    const char *p[1] = {t.id};
+    char *head = itest_sql(db,
+                           "SELECT hash FROM audit_log WHERE tenant_id = $1 ORDER BY id DESC"
+                           " LIMIT 1",
+                           1, p);
+    json_object *m = NULL;
+    int64_t deadline = pl_now_ms() + 30000;
+    /* wait for the head that covers all three (an earlier round may have seen fewer) */
+    while (!m && pl_now_ms() < deadline) {
+        json_object *cand = audit_head_message(t.id, true, 30000);
+        json_object *h;
+        if (cand && json_object_object_get_ex(cand, "head_hash", &h) &&
+            strcmp(json_object_get_string(h), head) == 0)
+            m = cand;
+        else
+            json_object_put(cand);
+    }
+    assert_non_null(m);
+    json_object *v;
+    assert_true(json_object_object_get_ex(m, "row_count", &v));
+    assert_int_equal(json_object_get_int64(v), 3);
+    assert_true(json_object_object_get_ex(m, "key_id", &v));
+    assert_string_equal(json_object_get_string(v), pl_audit_key_id());
+    json_object_put(m);
+
+    /* the newest entry deleted: what is left still chains, but the publisher knew more */
+    free(itest_sql(db,
+                   "DELETE FROM audit_log WHERE id = (SELECT max(id) FROM audit_log"
+                   " WHERE tenant_id = $1)",
+                   1, p));
+    char err[256];
+    assert_int_equal(pl_audit_verify(db, t.id, err, sizeof(err)), 2);
+    m = audit_head_message(t.id, false, 30000);
+    assert_non_null(m);
+    assert_true(json_object_object_get_ex(m, "error", &v));
+    assert_non_null(strstr(json_object_get_string(v), "gone or changed"));
+    json_object_put(m);
+    /* and the head published before no longer verifies */
+    struct pl_audit_head h;
+    assert_int_equal(pl_audit_verify_head(db, t.id, head, &h, err, sizeof(err)), 2);
+    assert_int_equal(h.expected_found, 0);
+    free(head);
 }
 
 /* ---- relay crash: a scratch database so that only this test's relays publish from it ---- */
@@ -309,6 +452,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_concurrent_moves),
         cmocka_unit_test(test_audit_chain),
+        cmocka_unit_test(test_audit_heads_published),
         cmocka_unit_test(test_relay_killed_between_produce_and_mark),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

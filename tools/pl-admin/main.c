@@ -28,12 +28,14 @@ static const char admin_usage[] =
     "  offsets reset --group GROUP --topic TOPIC --to earliest|YYYY-MM-DDTHH:MM:SSZ\n"
     "  audit verify --tenant ID [--expected-head HASH]\n"
     "                (HASH: a head published earlier; fails unless it is still in the chain)\n"
+    "  audit rekey --tenant ID | --all\n"
+    "                (keys chains written before the chain was keyed, once they verify)\n"
     "  user add --tenant ID --name NAME --role owner|member|viewer\n"
     "                (a dashboard user signed in by a trusted auth proxy: ui.proxy_header)\n"
     "  user disable --name NAME\n"
     "  prompt create --tenant ID --project ID --name NAME --system TEXT [--model MODEL]\n"
     "                (version 1, live in production; prints the prompt and version ids)\n"
-    "Environment: PL_PG_DSN, PL_KAFKA_BROKERS (see config/promptloop.cfg).\n";
+    "Environment: PL_PG_DSN, PL_KAFKA_BROKERS, PL_AUDIT_KEY (see config/promptloop.cfg).\n";
 
 /* Returns the value of --name in argv, or NULL. */
 static const char *admin_opt(int argc, char **argv, const char *name)
@@ -42,6 +44,15 @@ static const char *admin_opt(int argc, char **argv, const char *name)
         if (strcmp(argv[i], name) == 0)
             return argv[i + 1];
     return NULL;
+}
+
+/* Whether a bare --name is in argv. */
+static bool admin_flag(int argc, char **argv, const char *name)
+{
+    for (int i = 0; i < argc; i++)
+        if (strcmp(argv[i], name) == 0)
+            return true;
+    return false;
 }
 
 static int admin_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -385,6 +396,52 @@ out:
     return rc;
 }
 
+static int admin_audit_verify(PGconn *conn, int argc, char **argv)
+{
+    const char *tenant = admin_opt(argc, argv, "--tenant");
+    if (!tenant || !pl_uuid_valid(tenant))
+        return admin_fail("%s", "audit verify needs --tenant UUID");
+    const char *expected = admin_opt(argc, argv, "--expected-head");
+    struct pl_audit_head head;
+    char err[512];
+    long long n = pl_audit_verify_head(conn, tenant, expected, &head, err, sizeof(err));
+    if (n < 0)
+        return admin_fail("audit chain broken: %s", err);
+    if (head.expected_found == 0)
+        return admin_fail("audit head %s is not in the chain: entries up to it were "
+                          "removed or rewritten (the chain now ends at %s, %lld entries)",
+                          expected, head.hash[0] ? head.hash : "(empty)", head.rows);
+    printf("audit chain ok: %lld entries, head %s\n", n, head.hash);
+    return 0;
+}
+
+/* Keys the chains written before the chain was keyed: one tenant, or every tenant. */
+static int admin_audit_rekey(PGconn *conn, int argc, char **argv)
+{
+    const char *tenant = admin_opt(argc, argv, "--tenant");
+    bool all = admin_flag(argc, argv, "--all");
+    if (all == (tenant != NULL) || (tenant && !pl_uuid_valid(tenant)))
+        return admin_fail("%s", "audit rekey needs --tenant UUID or --all");
+    struct pl_pg_error perr;
+    PGresult *res = pl_pg_query(conn,
+                                "SELECT DISTINCT tenant_id::text FROM audit_log"
+                                " WHERE $1::uuid IS NULL OR tenant_id = $1 ORDER BY 1",
+                                1, (const char *const[]){tenant}, &perr);
+    if (!res)
+        return admin_fail("%s", perr.message);
+    int rc = 0;
+    for (int i = 0; i < PQntuples(res); i++) {
+        char err[512];
+        long long n = pl_audit_rekey(conn, PQgetvalue(res, i, 0), err, sizeof(err));
+        if (n < 0)
+            rc = admin_fail("tenant %s: not rekeyed: %s", PQgetvalue(res, i, 0), err);
+        else
+            printf("tenant %s: %lld entries rekeyed\n", PQgetvalue(res, i, 0), n);
+    }
+    PQclear(res);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     pl_log_init("admin", PL_LOG_WARN);
@@ -392,6 +449,10 @@ int main(int argc, char **argv)
     char err[512];
     pl_config_defaults(&cfg, "admin");
     if (pl_config_load(&cfg, NULL, err, sizeof(err)) != 0)
+        return admin_fail("%s", err);
+    /* Only the commands that write or verify audit entries need the key; a key that is
+     * set but unusable is an error for all of them. */
+    if ((cfg.audit_key[0] || cfg.audit_key_file[0]) && pl_audit_key_load(&cfg, err, sizeof(err)))
         return admin_fail("%s", err);
     if (argc < 2) {
         fputs(admin_usage, stderr);
@@ -414,8 +475,11 @@ int main(int argc, char **argv)
         fn = admin_user_add;
     else if (strcmp(cmd, "user") == 0 && strcmp(sub, "disable") == 0)
         fn = admin_user_disable;
-    else if (strcmp(cmd, "migrate") != 0 &&
-             !(strcmp(cmd, "audit") == 0 && strcmp(sub, "verify") == 0)) {
+    else if (strcmp(cmd, "audit") == 0 && strcmp(sub, "verify") == 0)
+        fn = admin_audit_verify;
+    else if (strcmp(cmd, "audit") == 0 && strcmp(sub, "rekey") == 0)
+        fn = admin_audit_rekey;
+    else if (strcmp(cmd, "migrate") != 0) {
         fputs(admin_usage, stderr);
         return 2;
     }
@@ -425,30 +489,11 @@ int main(int argc, char **argv)
     int rc;
     if (fn) {
         rc = fn(conn, argc - 3, argv + 3);
-    } else if (strcmp(cmd, "migrate") == 0) {
+    } else {
         int n = pl_migrate_apply(conn, err, sizeof(err));
         rc = n < 0 ? admin_fail("migrate: %s", err) : 0;
         if (n >= 0)
             printf("%d migration(s) applied\n", n);
-    } else {
-        const char *tenant = admin_opt(argc - 3, argv + 3, "--tenant");
-        if (!tenant || !pl_uuid_valid(tenant)) {
-            rc = admin_fail("%s", "audit verify needs --tenant UUID");
-        } else {
-            const char *expected = admin_opt(argc - 3, argv + 3, "--expected-head");
-            struct pl_audit_head head;
-            long long n = pl_audit_verify_head(conn, tenant, expected, &head, err, sizeof(err));
-            if (n < 0)
-                rc = admin_fail("audit chain broken: %s", err);
-            else if (head.expected_found == 0)
-                rc = admin_fail("audit head %s is not in the chain: entries up to it were "
-                                "removed or rewritten (the chain now ends at %s, %lld entries)",
-                                expected, head.hash[0] ? head.hash : "(empty)", head.rows);
-            else {
-                rc = 0;
-                printf("audit chain ok: %lld entries, head %s\n", n, head.hash);
-            }
-        }
     }
     PQfinish(conn);
     return rc;

@@ -27,8 +27,8 @@ static const struct {
     const char *name;
     int partitions;
 } devkafka_topics[] = {
-    {"pl.traces", 8}, {"pl.clusters", 4}, {"pl.deployments", 4},
-    {"pl.dlq", 1},    {"pl.actions", 4},  {"pl.failures", 4},
+    {"pl.traces", 8},  {"pl.clusters", 4}, {"pl.deployments", 4}, {"pl.dlq", 1},
+    {"pl.actions", 4}, {"pl.failures", 4}, {"pl.audit", 1},
 };
 
 static void devkafka_broker_set(struct pl_http_request *req, struct pl_http_response *res, bool up)
