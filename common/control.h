@@ -1,4 +1,4 @@
-/* The control loop's decisions on a failing trace (seed 002, architecture §7), as pure functions:
+/* The control loop's decisions on a failing trace (architecture §7), as pure functions:
  * which policy acts next and with what, and the two safety gates that turn a remediation into an
  * escalation. The controller and the API's execute route call the same functions, so they
  * cannot disagree; the unit tests walk the seed's worked examples through them.

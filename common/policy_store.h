@@ -1,4 +1,4 @@
-/* SQL for policies (seed 002): what the control loop does when a trace of a project fails.
+/* SQL for policies (architecture §7): what the control loop does when a trace of a project fails.
  * Callers validate policies (services/api/policies.c) before writing them; this module only
  * checks what needs the database: the project is the tenant's, the rule is the project's. */
 #ifndef PL_POLICY_STORE_H

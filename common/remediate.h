@@ -1,4 +1,4 @@
-/* One remediation of a failing trace (seed 002, architecture §7), shared by the controller, the
+/* One remediation of a failing trace (architecture §7), shared by the controller, the
  * API's execute route and the approval of an escalation: load the stored trace, build the LLM call
  * the action asks for, and score the remediated output with the project's eval rules.
  *  - retry: the trace's own messages (its system message included) and model;

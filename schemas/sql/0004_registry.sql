@@ -1,5 +1,5 @@
 -- Registry API (prompts, versions, tags, environments) and its two compatible read surfaces:
--- Adaline's GET /v2/deployments and TrueFoundry's /api/ml/v1/prompt-versions (seeds 003, 004).
+-- Adaline's GET /v2/deployments and TrueFoundry's /api/ml/v1/prompt-versions.
 -- The JSON objects these endpoints answer with are built here, one function per shape; only
 -- the small envelope of the Adaline deployment is written inline in the api's hot query.
 
@@ -113,7 +113,7 @@ CREATE FUNCTION pl_environment_json(e environments) RETURNS json
             WHERE d.environment_id = e.id AND d.tenant_id = e.tenant_id
             ORDER BY d.prompt_id, d.seq DESC) l), '[]') AS live) x $$;
 
--- TrueFoundry's PromptVersion (seed 004). The manifest is the stored one plus the members
+-- TrueFoundry's PromptVersion. The manifest is the stored one plus the members
 -- that are derived, never taken from input. Creators "key:<id>" are users (shown by their
 -- key's name); any other ("system:autoship", tools) is a service account.
 CREATE FUNCTION pl_tf_version_json(v prompt_versions, tenant_name text, project_name text,

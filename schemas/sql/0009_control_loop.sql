@@ -1,4 +1,4 @@
--- The runtime half of the control loop (seed 002, architecture §7): policies that remediate failing
+-- The runtime half of the control loop (architecture §7): policies that remediate failing
 -- traces, the actions they take (with the HITL queue), and the kill switch.
 
 -- A policy: when a trace of its project fails (trigger), take an action, behind two gates.

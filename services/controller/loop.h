@@ -1,4 +1,4 @@
-/* The controller's work: the runtime control loop on failing traces (seed 002, architecture §7).
+/* The controller's work: the runtime control loop on failing traces (architecture §7).
  * For each trace the loop plans the next step from what is stored (common/control.h),
  * executes it and stores it as an action, until a remediation passes, a gate escalates, a
  * block, or no policy is left. Every step is read back from the database before the next one

@@ -1,5 +1,5 @@
 /* pl-controller: consumes pl.failures and runs the runtime control loop on each failing trace
- * (seed 002, architecture §7); loop.c holds the stage logic. A second thread sweeps every
+ * (architecture §7); loop.c holds the stage logic. A second thread sweeps every
  * controller.sweep_interval_ms: actions kept pending while a kill switch was on, and
  * escalations past their project's hitl_timeout_s. */
 #include "log.h"

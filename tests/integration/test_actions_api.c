@@ -1,4 +1,4 @@
-/* The actions API over HTTP (seed 002): the tenant's actions and the HITL queue paged by a
+/* The actions API over HTTP: the tenant's actions and the HITL queue paged by a
  * cursor that visits every row once, filters and their refusals, one action, reject as a
  * guarded transition (owner only, one winner of two racing rejects, event and audit entry),
  * the plan gate, and a trace with its fresh evaluations and remediation history. */

@@ -1,4 +1,4 @@
-/* /v1/policies (seed 002) against the running api: defaults, every field's 400 and 422, the
+/* /v1/policies against the running api: defaults, every field's 400 and 422, the
  * parameters of each trigger and action type, roles, the plan gate, tenancy, paging and
  * filters, re-validation on change, archiving instead of deleting, and the audit entries. */
 #include "itest.h"

@@ -1,7 +1,7 @@
 /* The registry API against the running api: prompts, immutable versions, environments and
  * their deployment history, the Adaline (GET /v2/deployments) and TrueFoundry
- * (/api/ml/v1/prompt-versions) surfaces — every status code, the seeds' shapes, and tenant
- * isolation on every read. */
+ * (/api/ml/v1/prompt-versions) surfaces — every status code, Adaline's and TrueFoundry's shapes,
+ * and tenant isolation on every read. */
 #include "itest.h"
 
 #include <stdarg.h>
