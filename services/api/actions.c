@@ -1,4 +1,4 @@
-/* The control loop's actions over HTTP (seed 002): every role reads the tenant's actions and
+/* The control loop's actions over HTTP (architecture §7): every role reads the tenant's actions and
  * the HITL queue (escalations waiting for an owner, oldest first), owners reject escalations;
  * and any role reads a trace with its evaluations and its remediation history. Lists page by
  * an opaque keyset cursor, so a page never repeats or skips a row while actions arrive.
@@ -259,6 +259,10 @@ void api_traces_get(struct pl_http_request *req, struct pl_http_response *res)
         return;
     if (!project) { /* trace ids are unique per project only */
         pl_http_error(res, 400, "project_id is required");
+        return;
+    }
+    if (!api_utf8_valid(req->params[0])) { /* ingest accepts UTF-8 ids only: no such trace */
+        pl_http_error(res, 404, "trace not found");
         return;
     }
     PGconn *conn = api_db(req, res);

@@ -19,10 +19,15 @@
 bool api_authorize(struct pl_http_request *req, struct pl_http_response *res, unsigned roles,
                    bool control_loop, struct pl_principal *who);
 
+/** @brief True when s is valid UTF-8 (no overlong forms, surrogates or code points past
+ *         U+10FFFF), as PostgreSQL's text needs it. */
+bool api_utf8_valid(const char *s);
+
 /**
  * @brief Refuses query parameters outside allowed (NULL-terminated) with a 400 naming one;
  *        when project_id is not NULL, also reads an optional project_id and refuses a
- *        non-UUID one. @returns true when the query is acceptable.
+ *        non-UUID one; a value of an allowed parameter that is not UTF-8 is a 400 too.
+ *        @returns true when the query is acceptable.
  */
 bool api_query_params(struct pl_http_request *req, struct pl_http_response *res,
                       const char *const *allowed, const char **project_id);
@@ -124,7 +129,7 @@ void api_projects_get(struct pl_http_request *req, struct pl_http_response *res)
 void api_projects_create(struct pl_http_request *req, struct pl_http_response *res);
 void api_projects_update(struct pl_http_request *req, struct pl_http_response *res);
 
-/* policies.c: the control loop's policies (seed 002; owner changes, team+ plans) */
+/* policies.c: the control loop's policies (owner changes, team+ plans) */
 void api_policies_list(struct pl_http_request *req, struct pl_http_response *res);
 void api_policies_get(struct pl_http_request *req, struct pl_http_response *res);
 void api_policies_create(struct pl_http_request *req, struct pl_http_response *res);
@@ -174,7 +179,7 @@ void api_prompt_versions_create(struct pl_http_request *req, struct pl_http_resp
 void api_environments_list(struct pl_http_request *req, struct pl_http_response *res);
 void api_environment_deploy(struct pl_http_request *req, struct pl_http_response *res);
 void api_environment_history(struct pl_http_request *req, struct pl_http_response *res);
-/* registry_compat.c: the Adaline and TrueFoundry read surfaces (seeds 003, 004) */
+/* registry_compat.c: the Adaline and TrueFoundry read surfaces */
 void api_adaline_deployment(struct pl_http_request *req, struct pl_http_response *res);
 void api_truefoundry_versions(struct pl_http_request *req, struct pl_http_response *res);
 void api_truefoundry_tags(struct pl_http_request *req, struct pl_http_response *res);

@@ -1,4 +1,4 @@
-/* /v1/policies (seed 002): what the control loop does when a trace of a project fails.
+/* /v1/policies (architecture §7): what the control loop does when a trace of a project fails.
  * Changes are owner-only, every role reads, and only plans with the control loop have them.
  * A policy is validated as a whole — its parameters against its trigger and action types —
  * before it is stored, so the controller never meets a policy it cannot run. */

@@ -1,7 +1,6 @@
-/* The Adaline (GET /v2/deployments, seed 003) and TrueFoundry (/api/ml/v1/prompt-versions,
- * seed 004) surfaces over the registry. The Adaline read is what applications poll for their
- * live prompt: one indexed query whose single row is the finished JSON, copied once into the
- * response. */
+/* The Adaline (GET /v2/deployments) and TrueFoundry (/api/ml/v1/prompt-versions) surfaces over the
+ * registry. The Adaline read is what applications poll for their live prompt: one indexed query
+ * whose single row is the finished JSON, copied once into the response. */
 #include "api.h"
 
 #include "params.h"
@@ -20,7 +19,7 @@
 #define TF_FQN_KIND  "chat_prompt:"
 #define TF_FQN_USAGE "fqn must be chat_prompt:{tenant}/{ml_repo}/{prompt} or ...:{version}"
 
-/* Adaline's deployment object (seed 003) from one deployment row d (the subquery between
+/* Adaline's deployment object from one deployment row d (the subquery between
  * ADALINE_HEAD and ADALINE_TAIL, which adds routed_version_id: the version the row serves to
  * the request's routing key, pl_routed_version of 0007), its environment and that version,
  * whose snapshot was computed when the version was written (0004_registry.sql). A canary row
@@ -207,7 +206,7 @@ static int tf_fqn_parse(const char *s, struct tf_fqn *f)
 /*
  * Filters first, then the JSON of the requested page only.
  *
- * TrueFoundry (seed 004) has no environments, so nothing in its filters means "the live
+ * TrueFoundry has no environments, so nothing in its filters means "the live
  * version": `version=latest` is the newest number and a tag is a movable name, both unrelated
  * to what production serves. routing_key ($14) is therefore its own version selector: per
  * prompt, the version the project's production environment serves to that key (the newest

@@ -1,4 +1,4 @@
-/* The routes that run the executor (seed 002): POST /v1/control/execute takes an action on a
+/* The routes that run the executor (architecture §7): POST /v1/control/execute takes an action on a
  * trace through the same gates as the controller, POST /v1/control/actions/{id}/approve runs
  * an escalation's intended action once, and GET /v1/control/actions/{id}/diff compares a
  * remediated output with the original. Both executing routes answer 503 kill_switch_active
