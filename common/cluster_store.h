@@ -10,7 +10,7 @@
 #define PL_CLUSTER_STORE_TRACE_COLUMNS                                                             \
     "tenant_id, project_id, id, external_id, name, model, input, output, error, spans, events,"    \
     " tags, metadata, latency_ms, cost, eval, eval_scores, prompt_name, prompt_version,"           \
-    " created_at, received_at"
+    " created_at, received_at, eval_rules_version"
 
 /** One failure of a batch: a trace that errored or failed a rule, and its signature. */
 struct pl_cluster_failure {

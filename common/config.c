@@ -95,6 +95,7 @@ static const struct config_field config_fields[] = {
     STR("audit", "key", audit_key, 0, NULL),
     STR("audit", "key_file", audit_key_file, 0, NULL),
     INT("audit", "publish_interval_s", audit_publish_interval_s, 0, 86400),
+    STR("detector", "backfill", detector_backfill, 0, NULL),
 };
 #define CONFIG_NFIELDS (sizeof(config_fields) / sizeof(config_fields[0]))
 

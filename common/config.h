@@ -79,6 +79,8 @@ struct pl_config {
     char audit_key[512];
     char audit_key_file[512];
     int audit_publish_interval_s; /* how often the heads are published; 0: never */
+
+    char detector_backfill[64]; /* run as this backfill (pl-admin replay), not the live group */
 };
 
 /** @brief Fills defaults for a service ("api", "detector", ...): its port and group id. */

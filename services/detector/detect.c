@@ -1,6 +1,7 @@
 /* The detector's stage logic: evaluate a batch, cluster its failures, store it all. */
 #include "detect.h"
 
+#include "backfill.h"
 #include "cluster_store.h"
 #include "evaluate.h"
 #include "failpoint.h"
@@ -22,6 +23,9 @@ struct detect_entry {
     size_t index; /* in the batch */
     bool valid;
     bool stored_before; /* a replay: its stored row and evaluation stand, it is not evaluated */
+    bool reevaluate;    /* a backfill: stored, but rules changed since: evaluate those */
+    long long rules_version;  /* the project's rule set version, read before its rules */
+    long long stored_version; /* the stored trace's (stored_before only) */
     char tenant_id[37];
     char project_id[37];
     char received_at[40];
@@ -32,6 +36,7 @@ struct detect_entry {
 struct detect_rule {
     char project_id[37];
     char metric_name[128];
+    long long version; /* the rule set version its last change made */
     struct pl_eval_rule *rule;
 };
 
@@ -182,7 +187,10 @@ static void detect_copy_row(FILE *f, const struct detect_entry *e, const char *e
     detect_copy_value(f, &e->t.prompt_name, false, buf);
     detect_copy_value(f, &e->t.prompt_version, false, buf);
     pl_pg_copy_text(f, e->received_at, false);
-    pl_pg_copy_text(f, e->received_at, true);
+    pl_pg_copy_text(f, e->received_at, false);
+    char version[24];
+    snprintf(version, sizeof(version), "%lld", e->rules_version);
+    pl_pg_copy_text(f, version, true);
 }
 
 /* The batch's failures, growing as the traces are evaluated. */
@@ -223,8 +231,9 @@ static int detect_load_rules(PGconn *conn, const char *projects_array, struct de
 {
     const char *p[1] = {projects_array};
     PGresult *res = pl_pg_query(conn,
-                                "SELECT project_id, metric_name, evaluator_type, config::text"
-                                " FROM eval_rules WHERE project_id = ANY($1::uuid[]) AND enabled"
+                                "SELECT project_id, metric_name, evaluator_type, config::text,"
+                                " rules_version FROM eval_rules"
+                                " WHERE project_id = ANY($1::uuid[]) AND enabled"
                                 " ORDER BY created_at, id",
                                 1, p, err);
     if (!res)
@@ -243,6 +252,7 @@ static int detect_load_rules(PGconn *conn, const char *projects_array, struct de
             snprintf(rules[k].project_id, sizeof(rules[k].project_id), "%s", PQgetvalue(res, i, 0));
             snprintf(rules[k].metric_name, sizeof(rules[k].metric_name), "%s",
                      PQgetvalue(res, i, 1));
+            rules[k].version = pl_pg_getll(res, i, 4);
             k++;
         }
         json_object_put(cfg);
@@ -285,7 +295,9 @@ static void detect_json_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
-/* Evaluates one trace: writes its eval JSON text to sc->eval and appends its failures. */
+/* Evaluates one trace: writes its eval JSON text to sc->eval and appends its failures. A
+ * backfill's re-evaluation (e->reevaluate) runs only the rules changed since the stored one
+ * and leaves the trace's own error, clustered when it was stored, alone. */
 static bool detect_evaluate(const struct detect_entry *e, const struct detect_rule *rules,
                             int nrules, struct detect_scratch *sc, struct detect_failures *failures)
 {
@@ -303,7 +315,7 @@ static bool detect_evaluate(const struct detect_entry *e, const struct detect_ru
         (!first_span_error && e->t.span_errors > 0))
         return false;
     const char *first = error && *error ? error : first_span_error;
-    bool ok = !first || detect_add_failure(failures, e, "error", first);
+    bool ok = !first || e->reevaluate || detect_add_failure(failures, e, "error", first);
     json_object *scores = scores_text ? json_tokener_parse(scores_text) : NULL;
     struct pl_eval_input in = {
         .output = output,
@@ -322,7 +334,8 @@ static bool detect_evaluate(const struct detect_entry *e, const struct detect_ru
     };
     enum pl_eval_skip flagged = PL_EVAL_RAN;
     for (int i = 0; i < nrules; i++) {
-        if (strcmp(rules[i].project_id, e->project_id) != 0)
+        if (strcmp(rules[i].project_id, e->project_id) != 0 ||
+            (e->reevaluate && rules[i].version <= e->stored_version))
             continue;
         struct pl_eval_result r;
         pl_eval_rule_run_budgeted(rules[i].rule, &in, &budget, &r);
@@ -366,7 +379,8 @@ static int detect_check_projects(PGconn *conn, struct detect_entry *es, size_t n
 {
     const char *p[1] = {projects_array};
     PGresult *res = pl_pg_query(
-        conn, "SELECT id, tenant_id FROM projects WHERE id = ANY($1::uuid[])", 1, p, err);
+        conn, "SELECT id, tenant_id, eval_rules_version FROM projects WHERE id = ANY($1::uuid[])",
+        1, p, err);
     if (!res)
         return -1;
     for (size_t i = 0; i < n; i++) {
@@ -374,8 +388,9 @@ static int detect_check_projects(PGconn *conn, struct detect_entry *es, size_t n
             continue;
         bool ok = false;
         for (int r = 0; r < PQntuples(res) && !ok; r++)
-            ok = strcmp(PQgetvalue(res, r, 0), es[i].project_id) == 0 &&
-                 strcmp(PQgetvalue(res, r, 1), es[i].tenant_id) == 0;
+            if ((ok = strcmp(PQgetvalue(res, r, 0), es[i].project_id) == 0 &&
+                      strcmp(PQgetvalue(res, r, 1), es[i].tenant_id) == 0))
+                es[i].rules_version = pl_pg_getll(res, r, 2);
         if (!ok) {
             es[i].item->result = PL_HANDLE_DLQ;
             snprintf(es[i].item->reason, sizeof(es[i].item->reason),
@@ -412,15 +427,18 @@ static int detect_mark_stored(PGconn *conn, struct detect_entry *es, size_t n,
         goto oom;
     const char *p[2] = {pa, ia};
     PGresult *res = pl_pg_query(conn,
-                                "SELECT u.i FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY"
+                                "SELECT u.i, t.eval_rules_version"
+                                " FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY"
                                 " AS u(project_id, id, i) JOIN traces t"
                                 " ON t.project_id = u.project_id AND t.id = u.id COLLATE \"C\"",
                                 2, p, err);
     if (res) {
         for (int r = 0; r < PQntuples(res); r++) {
             long long i = pl_pg_getll(res, r, 0);
-            if (i >= 1 && (size_t)i <= k)
+            if (i >= 1 && (size_t)i <= k) {
                 es[index[i - 1]].stored_before = true;
+                es[index[i - 1]].stored_version = pl_pg_getll(res, r, 1);
+            }
         }
         PQclear(res);
         rc = 0;
@@ -469,8 +487,29 @@ struct detect_state {
     size_t *row_off; /* entry i's COPY row is rows[row_off[i], row_off[i + 1]) (maybe empty) */
     size_t stored;   /* traces in rows */
     size_t over_trace, over_tenant, rules_skipped; /* see detect_scratch */
+    char *updates; /* a backfill's re-evaluated traces: [{p, id, v, eval}] (NULL: none) */
+    size_t updates_len, reevaluated;
     int64_t t0, t_prepared;
 };
+
+/* Appends a re-evaluated trace {p, id, v, eval} to the batch's updates (opened on the first);
+ * false when out of memory. */
+static bool detect_add_update(FILE **updates, struct detect_state *st, const struct detect_entry *e,
+                              const char *eval)
+{
+    if (!*updates) {
+        if (!(*updates = open_memstream(&st->updates, &st->updates_len)))
+            return false;
+        fputc('[', *updates);
+    } else {
+        fputc(',', *updates);
+    }
+    fprintf(*updates, "{\"p\":\"%s\",\"v\":%lld,\"id\":", e->project_id, e->rules_version);
+    detect_json_string(*updates, e->t.id);
+    fprintf(*updates, ",\"eval\":%s}", eval);
+    st->reevaluated++;
+    return !ferror(*updates);
+}
 
 void detect_release(void *p)
 {
@@ -481,12 +520,14 @@ void detect_release(void *p)
     free(st->rows);
     free(st->row_off);
     free(st->failures.items);
+    free(st->updates);
     free(st);
 }
 
 /* Parses, checks and evaluates a batch (reads only): everything but the writes. */
 void *detect_prepare(struct pl_service *svc, struct pl_worker_item *items, size_t n, void *arg)
 {
+    const struct detect_context *ctx = arg;
     struct detect_state *st = calloc(1, sizeof(*st));
     if (!st)
         return NULL;
@@ -498,10 +539,11 @@ void *detect_prepare(struct pl_service *svc, struct pl_worker_item *items, size_
     int nrules = 0;
     FILE *copy = open_memstream(&st->rows, &st->rows_len);
     PGconn *conn = NULL;
+    FILE *updates = NULL; /* a backfill's re-evaluations, stored apart from the rows */
     struct pl_pg_error err;
     struct detect_scratch sc = {
         .trace_budget_us = (int64_t)svc->cfg.eval_trace_budget_ms * 1000,
-        .ledger = arg,
+        .ledger = ctx->ledger,
     };
     if (!(st->es = calloc(n, sizeof(*st->es))) ||
         !(st->row_off = calloc(n + 1, sizeof(*st->row_off))) || !copy)
@@ -510,7 +552,11 @@ void *detect_prepare(struct pl_service *svc, struct pl_worker_item *items, size_
     size_t valid = 0;
     for (size_t i = 0; i < n; i++) {
         es[i].index = i;
-        if (detect_parse(&items[i], &es[i]))
+        /* a backfill leaves what lies past its range to the live group */
+        if (ctx->backfill &&
+            pl_backfill_past_end(ctx->backfill, items[i].msg->partition, items[i].msg->offset))
+            items[i].result = PL_HANDLED;
+        else if (detect_parse(&items[i], &es[i]))
             valid++;
         else
             items[i].result = PL_HANDLE_DLQ;
@@ -538,7 +584,14 @@ void *detect_prepare(struct pl_service *svc, struct pl_worker_item *items, size_
             continue;
         /* A stored trace's row still goes to the store (which keeps the stored one), so a
          * replay takes the same path as before; it is just not evaluated again. */
-        if (!es[i].stored_before && !detect_evaluate(&es[i], rules, nrules, &sc, &st->failures)) {
+        es[i].reevaluate =
+            ctx->backfill && es[i].stored_before && es[i].stored_version < es[i].rules_version;
+        if ((!es[i].stored_before || es[i].reevaluate) &&
+            !detect_evaluate(&es[i], rules, nrules, &sc, &st->failures)) {
+            pl_warn("detector: out of memory evaluating a batch");
+            goto out;
+        }
+        if (es[i].reevaluate && !detect_add_update(&updates, st, &es[i], sc.eval_text)) {
             pl_warn("detector: out of memory evaluating a batch");
             goto out;
         }
@@ -551,11 +604,18 @@ void *detect_prepare(struct pl_service *svc, struct pl_worker_item *items, size_
     }
     fflush(copy);
     st->row_off[n] = st->rows_len;
+    if (updates) {
+        fputc(']', updates);
+        fclose(updates);
+        updates = NULL;
+    }
     st->over_trace = sc.over_trace;
     st->over_tenant = sc.over_tenant;
     st->rules_skipped = sc.rules_skipped;
     ok = true;
 out:
+    if (updates)
+        fclose(updates);
     if (sc.eval)
         fclose(sc.eval);
     free(sc.eval_text);
@@ -579,21 +639,64 @@ out:
     return st;
 }
 
-/* Stores rows and failures in one transaction: the number of threshold events, or -1. */
-static int detect_store_tx(struct pl_service *svc, const char *rows, size_t rows_len,
-                           struct pl_cluster_failure *failures, size_t nfailures,
+/* A backfill's re-evaluated traces get the new rules' results and the version they were
+ * evaluated under; a trace another backfill raised meanwhile is left alone. */
+static int detect_store_updates(PGconn *conn, const char *updates, struct pl_pg_error *err)
+{
+    if (!updates)
+        return 0;
+    const char *p[1] = {updates};
+    return pl_pg_exec(conn,
+                      "UPDATE traces t SET eval = coalesce(t.eval, '{}') || u.eval,"
+                      " eval_rules_version = u.v"
+                      " FROM jsonb_to_recordset($1::jsonb) AS u(p uuid, id text, v bigint,"
+                      "   eval jsonb)"
+                      " WHERE t.project_id = u.p AND t.id = u.id AND t.eval_rules_version < u.v",
+                      1, p, err);
+}
+
+/* The failures to publish for the controller: a backfill's re-evaluations of stored traces
+ * remediate nothing (their traffic is history), so theirs are left out. */
+static size_t detect_live_failures(const struct detect_state *st,
+                                   const struct pl_cluster_failure *failures, size_t n,
+                                   struct pl_cluster_failure *out)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!st->es[failures[i].tag].reevaluate)
+            out[k++] = failures[i];
+    return k;
+}
+
+/* Stores rows, failures and a backfill's updates in one transaction: the number of threshold
+ * events, or -1. */
+static int detect_store_tx(struct pl_service *svc, const struct detect_state *st, const char *rows,
+                           size_t rows_len, struct pl_cluster_failure *failures, size_t nfailures,
                            struct pl_pg_error *err)
 {
+    struct pl_cluster_failure *live = failures;
+    size_t nlive = nfailures;
+    if (st->reevaluated > 0 && nfailures > 0) {
+        if (!(live = malloc(nfailures * sizeof(*live)))) {
+            snprintf(err->message, sizeof(err->message), "out of memory");
+            err->sqlstate[0] = '\0';
+            return -1;
+        }
+        nlive = detect_live_failures(st, failures, nfailures, live);
+    }
     PGconn *conn = pl_pg_acquire(svc->pg, err);
     int events = -1;
     if (!conn || pl_pg_exec(conn, "BEGIN", 0, NULL, err) != 0 ||
         (events = pl_cluster_store_batch(conn, rows, rows_len, failures, nfailures,
                                          PL_GROUPING_VERSION, svc->cfg.kafka_topic_clusters, err)) <
             0 ||
-        pl_cluster_store_publish_failures(conn, failures, nfailures, svc->cfg.kafka_topic_failures,
-                                          err) < 0 ||
+        detect_store_updates(conn, st->updates, err) != 0 ||
+        pl_cluster_store_publish_failures(conn, live, nlive, svc->cfg.kafka_topic_failures, err) <
+            0 ||
         pl_pg_exec(conn, "COMMIT", 0, NULL, err) != 0)
         events = -1;
+    if (live != failures)
+        free(live);
     if (conn)
         pl_pg_release(svc->pg, conn); /* rolls back what did not commit */
     return events;
@@ -632,7 +735,7 @@ static int detect_isolate(struct pl_service *svc, struct detect_state *st, size_
     for (size_t k = 0; k < st->failures.n; k++)
         if (st->failures.items[k].tag >= lo && st->failures.items[k].tag < hi)
             part[np++] = st->failures.items[k];
-    int events = detect_store_tx(svc, st->rows + from, to - from, part, np, err);
+    int events = detect_store_tx(svc, st, st->rows + from, to - from, part, np, err);
     free(part);
     if (events >= 0 || !detect_refused(err))
         return events;
@@ -677,11 +780,14 @@ enum pl_handle_result detect_store(struct pl_service *svc, void *p, void *arg)
     struct detect_state *st = p;
     if (st->stored == 0)
         return PL_HANDLED;
+    if (st->reevaluated > 0)
+        pl_info("detector: backfill: %zu stored trace(s) re-evaluated under newer rules",
+                st->reevaluated);
     int64_t t_store = pl_now_ms();
     struct pl_pg_error err;
     size_t nfailures = st->failures.n;
     int events =
-        detect_store_tx(svc, st->rows, st->rows_len, st->failures.items, st->failures.n, &err);
+        detect_store_tx(svc, st, st->rows, st->rows_len, st->failures.items, st->failures.n, &err);
     if (events < 0 && detect_refused(&err)) {
         pl_warn("detector: a batch of %zu was refused [%s]: %s; isolating the trace", st->stored,
                 err.sqlstate, err.message);

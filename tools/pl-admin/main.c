@@ -1,14 +1,17 @@
 /* pl-admin: operations on a promptloop installation — schema migrations, tenants,
  * projects, API keys, consumer-group offsets for replays, audit-chain verification.
  * Settings come from the environment like the services' (PL_PG_DSN, PL_KAFKA_BROKERS). */
+#include "args.h"
 #include "audit.h"
 #include "auth.h"
 #include "config.h"
 #include "log.h"
 #include "migrate.h"
+#include "offsets.h"
 #include "pg.h"
 #include "project_store.h"
 #include "registry.h"
+#include "replay.h"
 #include "util.h"
 
 #include <json-c/json.h>
@@ -26,6 +29,10 @@ static const char admin_usage[] =
     "  project create --tenant ID --name NAME\n"
     "  apikey create --tenant ID --role owner|member|viewer [--name NAME]\n"
     "  offsets reset --group GROUP --topic TOPIC --to earliest|YYYY-MM-DDTHH:MM:SSZ\n"
+    "  replay --stage detector --from YYYY-MM-DDTHH:MM:SSZ [--to TIME] [--name NAME] [--no-run]\n"
+    "                (a backfill: its own group over the range, next to the live one; it\n"
+    "                 re-evaluates stored traces under the rules changed since; runs it)\n"
+    "  replay status [--name NAME]\n"
     "  audit verify --tenant ID [--expected-head HASH]\n"
     "                (HASH: a head published earlier; fails unless it is still in the chain)\n"
     "  audit rekey --tenant ID | --all\n"
@@ -36,24 +43,6 @@ static const char admin_usage[] =
     "  prompt create --tenant ID --project ID --name NAME --system TEXT [--model MODEL]\n"
     "                (version 1, live in production; prints the prompt and version ids)\n"
     "Environment: PL_PG_DSN, PL_KAFKA_BROKERS, PL_AUDIT_KEY (see config/promptloop.cfg).\n";
-
-/* Returns the value of --name in argv, or NULL. */
-static const char *admin_opt(int argc, char **argv, const char *name)
-{
-    for (int i = 0; i + 1 < argc; i++)
-        if (strcmp(argv[i], name) == 0)
-            return argv[i + 1];
-    return NULL;
-}
-
-/* Whether a bare --name is in argv. */
-static bool admin_flag(int argc, char **argv, const char *name)
-{
-    for (int i = 0; i < argc; i++)
-        if (strcmp(argv[i], name) == 0)
-            return true;
-    return false;
-}
 
 static int admin_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int admin_fail(const char *fmt, ...)
@@ -270,54 +259,7 @@ static int admin_parse_time(const char *s, int64_t *ms)
     return 0;
 }
 
-/*
- * Commits offsets as a member of the group: some brokers (librdkafka's mock cluster among
- * them) refuse commits from outside a group that has had members. Joining needs the group's
- * consumers stopped, which a reset needs anyway.
- */
-static rd_kafka_resp_err_t admin_commit_as_member(const struct pl_config *cfg, const char *group,
-                                                  const char *topic,
-                                                  rd_kafka_topic_partition_list_t *offsets)
-{
-    char err[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (rd_kafka_conf_set(conf, "bootstrap.servers", cfg->kafka_brokers, err, sizeof(err)) ||
-        rd_kafka_conf_set(conf, "group.id", group, err, sizeof(err)) ||
-        rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof(err)) ||
-        rd_kafka_conf_set(conf, "session.timeout.ms", "6000", err, sizeof(err)) ||
-        rd_kafka_conf_set(conf, "partition.assignment.strategy", "range", err, sizeof(err))) {
-        rd_kafka_conf_destroy(conf);
-        return RD_KAFKA_RESP_ERR__INVALID_ARG;
-    }
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
-    if (!rk) {
-        rd_kafka_conf_destroy(conf);
-        return RD_KAFKA_RESP_ERR__FAIL;
-    }
-    rd_kafka_poll_set_consumer(rk);
-    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(sub, topic, RD_KAFKA_PARTITION_UA);
-    rd_kafka_resp_err_t e = rd_kafka_subscribe(rk, sub);
-    rd_kafka_topic_partition_list_destroy(sub);
-    int64_t deadline = pl_now_ms() + 30000;
-    bool assigned = false;
-    while (!e && !assigned && pl_now_ms() < deadline) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
-        if (m)
-            rd_kafka_message_destroy(m);
-        rd_kafka_topic_partition_list_t *a = NULL;
-        if (rd_kafka_assignment(rk, &a) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            assigned = a->cnt > 0;
-            rd_kafka_topic_partition_list_destroy(a);
-        }
-    }
-    if (!e)
-        e = assigned ? rd_kafka_commit(rk, offsets, 0) : RD_KAFKA_RESP_ERR__TIMED_OUT;
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
-    return e;
-}
-
+/* Moves a whole group to a time (or the start); its consumers must be stopped. */
 static int admin_offsets_reset(const struct pl_config *cfg, int argc, char **argv)
 {
     const char *group = admin_opt(argc, argv, "--group"), *topic = admin_opt(argc, argv, "--topic");
@@ -328,71 +270,17 @@ static int admin_offsets_reset(const struct pl_config *cfg, int argc, char **arg
         return admin_fail("%s", "offsets reset needs --group, --topic and --to "
                                 "earliest|YYYY-MM-DDTHH:MM:SSZ");
     char err[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (rd_kafka_conf_set(conf, "bootstrap.servers", cfg->kafka_brokers, err, sizeof(err)) ||
-        rd_kafka_conf_set(conf, "group.id", group, err, sizeof(err)) ||
-        rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof(err))) {
-        rd_kafka_conf_destroy(conf);
+    rd_kafka_topic_partition_list_t *l = pl_offsets_at(
+        cfg->kafka_brokers, topic, earliest ? PL_OFFSETS_EARLIEST : when, err, sizeof(err));
+    if (!l)
         return admin_fail("%s", err);
-    }
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
-    if (!rk) {
-        rd_kafka_conf_destroy(conf);
-        return admin_fail("%s", err);
-    }
-    int rc = 1;
-    /* All topics, not just this one: asking for one topic by name makes brokers with
-     * auto-creation create it, and a typo would then "succeed". */
-    const struct rd_kafka_metadata *md = NULL;
-    int nparts = -1;
-    if (rd_kafka_metadata(rk, 1, NULL, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR)
-        for (int i = 0; i < md->topic_cnt; i++)
-            if (strcmp(md->topics[i].topic, topic) == 0 && !md->topics[i].err)
-                nparts = md->topics[i].partition_cnt;
-    if (nparts < 0) {
-        admin_fail("topic %s not found or broker unreachable", topic);
-        goto out;
-    }
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(nparts);
-    for (int p = 0; p < nparts; p++) {
-        int64_t lo = 0, hi = 0;
-        if (rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000)) {
-            admin_fail("cannot read offsets of %s", topic);
-            rd_kafka_topic_partition_list_destroy(l);
-            goto out;
-        }
-        rd_kafka_topic_partition_list_add(l, topic, p)->offset = earliest ? lo : when;
-    }
-    if (!earliest) {
-        rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(rk, l, 10000);
-        if (e) {
-            admin_fail("offsets for time: %s", rd_kafka_err2str(e));
-            rd_kafka_topic_partition_list_destroy(l);
-            goto out;
-        }
-        for (int i = 0; i < l->cnt; i++) /* no message at or after the time: the end */
-            if (l->elems[i].offset < 0) {
-                int64_t lo, hi;
-                rd_kafka_query_watermark_offsets(rk, topic, l->elems[i].partition, &lo, &hi, 10000);
-                l->elems[i].offset = hi;
-            }
-    }
-    rd_kafka_resp_err_t e = rd_kafka_commit(rk, l, 0);
-    if (e == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID || e == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION)
-        e = admin_commit_as_member(cfg, group, topic, l);
-    if (e) {
-        admin_fail("commit failed (stop the group's consumers first): %s", rd_kafka_err2str(e));
-    } else {
+    int rc = 0;
+    if (pl_offsets_commit(cfg->kafka_brokers, group, topic, l, err, sizeof(err)) != 0)
+        rc = admin_fail("%s", err);
+    else
         for (int i = 0; i < l->cnt; i++)
             printf("%s[%d] -> %lld\n", topic, l->elems[i].partition, (long long)l->elems[i].offset);
-        rc = 0;
-    }
     rd_kafka_topic_partition_list_destroy(l);
-out:
-    if (md)
-        rd_kafka_metadata_destroy(md);
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
     return rc;
 }
 
@@ -461,6 +349,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[1], *sub = argc > 2 ? argv[2] : "";
     if (strcmp(cmd, "offsets") == 0 && strcmp(sub, "reset") == 0)
         return admin_offsets_reset(&cfg, argc - 3, argv + 3);
+    if (strcmp(cmd, "replay") == 0)
+        return admin_replay(&cfg, argc - 2, argv + 2);
 
     int (*fn)(PGconn *, int, char **) = NULL;
     if (strcmp(cmd, "tenant") == 0 && strcmp(sub, "create") == 0)
