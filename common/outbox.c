@@ -46,7 +46,7 @@ struct pl_outbox_relay {
     bool leader;
     struct relay_topic topics[RELAY_MAX_TOPICS];
     int ntopics;
-    struct pl_metric *m_published, *m_recovered, *m_failed, *m_backlog;
+    struct pl_metric *m_published, *m_recovered, *m_failed, *m_backlog, *m_age;
 };
 
 struct relay_row {
@@ -342,7 +342,9 @@ static int relay_pass(struct pl_outbox_relay *r)
         r->conn,
         "SELECT id, topic, key, (payload || jsonb_build_object('event_id', id::text))::text,"
         " attempted_at IS NOT NULL, coalesce(attempt_partition, -1), coalesce(attempt_offset, 0),"
-        " (SELECT count(*) FROM outbox WHERE published_at IS NULL)"
+        " (SELECT count(*) FROM outbox WHERE published_at IS NULL),"
+        " (SELECT coalesce(extract(epoch FROM now() - min(created_at))::bigint, 0) FROM outbox"
+        "   WHERE published_at IS NULL)"
         " FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
         1, params, &err);
     if (!res) {
@@ -351,6 +353,7 @@ static int relay_pass(struct pl_outbox_relay *r)
     }
     int n = PQntuples(res);
     pl_metric_set(r->m_backlog, n ? pl_pg_getll(res, 0, 7) : 0);
+    pl_metric_set(r->m_age, n ? pl_pg_getll(res, 0, 8) : 0);
     struct relay_row *rows = calloc((size_t)(n ? n : 1), sizeof(*rows));
     if (!rows) {
         PQclear(res);
@@ -422,6 +425,9 @@ struct pl_outbox_relay *pl_outbox_relay_start(const char *pg_dsn, const char *br
                                        "Outbox events found already published after a takeover");
     r->m_failed = pl_metric_counter("pl_outbox_publish_failures_total", NULL,
                                     "Outbox events the broker did not acknowledge (retried)");
+    r->m_age = pl_metric_gauge("pl_outbox_oldest_age_seconds", NULL,
+                               "Age of the oldest unpublished outbox event (0: none), seen by the "
+                               "publishing relay: alert when it grows");
     r->m_backlog = pl_metric_gauge("pl_outbox_backlog", NULL,
                                    "Unpublished outbox events seen by the publishing relay");
     if (pthread_create(&r->thread, NULL, relay_thread, r) != 0) {
