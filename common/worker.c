@@ -229,6 +229,33 @@ static bool worker_settle(struct worker_batch *b, struct pl_consumer *c)
     return true;
 }
 
+/* How often a consumer reports its lag; the watermarks it reads are the ones its fetches
+ * brought back, so reporting costs no broker round trip. */
+#define WORKER_LAG_EVERY_MS 5000
+
+/* Sets m to the messages behind on the partitions this consumer holds: each partition's high
+ * watermark minus its position (its low watermark before it has one). */
+static void worker_report_lag(struct pl_consumer *c, struct pl_metric *m)
+{
+    rd_kafka_t *rk = pl_consumer_handle(c);
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (rd_kafka_assignment(rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    int64_t lag = 0;
+    if (rd_kafka_position(rk, parts) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        for (int i = 0; i < parts->cnt; i++) {
+            int64_t lo = 0, hi = 0;
+            if (rd_kafka_get_watermark_offsets(rk, parts->elems[i].topic, parts->elems[i].partition,
+                                               &lo, &hi) != 0 ||
+                hi < 0)
+                continue;
+            int64_t at = parts->elems[i].offset >= 0 ? parts->elems[i].offset : lo;
+            lag += hi > at ? hi - at : 0;
+        }
+    rd_kafka_topic_partition_list_destroy(parts);
+    pl_metric_set(m, lag);
+}
+
 int pl_worker_run_stages(struct pl_service *svc, const char *const *topics,
                          const struct pl_worker_stages *stages, void *arg, size_t max_batch,
                          int max_wait_ms)
@@ -255,11 +282,21 @@ int pl_worker_run_stages(struct pl_service *svc, const char *const *topics,
     }
     pl_info("joined group %s", svc->cfg.kafka_group_id);
     struct pl_metric *m_retry = worker_counter("retried");
+    char labels[192];
+    snprintf(labels, sizeof(labels), "group=\"%s\"", svc->cfg.kafka_group_id);
+    struct pl_metric *m_lag = pl_metric_gauge(
+        "pl_consumer_lag", labels,
+        "Messages behind the end of the partitions this consumer holds (alert when it grows)");
+    int64_t lag_at = 0;
     struct worker_batch *stored = &batches[0], *next = &batches[1];
     int backoff = 100;
     /* While one batch is being stored (its own thread), the next is gathered and prepared;
      * batches are stored one after the other, in order, and settled in that order. */
     while (pl_running || stored->storing) {
+        if (pl_now_ms() - lag_at >= WORKER_LAG_EVERY_MS) {
+            worker_report_lag(c, m_lag);
+            lag_at = pl_now_ms();
+        }
         next->n = pl_running ? worker_gather(c, next->items, max_batch, max_wait_ms) : 0;
         if (next->n > 0)
             next->state = stages->prepare(svc, next->items, next->n, arg);
