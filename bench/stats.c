@@ -174,7 +174,7 @@ static long parse_long(const char *s, long lo, long hi, const char *flag)
 int main(int argc, char **argv)
 {
     struct options o = {.runs = 1000, .horizon = 100000, .baseline = 5000, .seed = 20261202};
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* each option and its value */
         const char *v = i + 1 < argc ? argv[i + 1] : "";
         if (strcmp(argv[i], "--runs") == 0)
             o.runs = (int)parse_long(v, 1, 1000000, "--runs");
@@ -189,7 +189,6 @@ int main(int argc, char **argv)
                             "[--seed N]\n");
             return 2;
         }
-        i++;
     }
     printf("# monitor: alpha %.2g, tolerance %.2g, min_samples %d, pre-ship baseline %ld traces,"
            " canary min_samples %d; %d runs of %ld shipped traces each\n",

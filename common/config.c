@@ -271,30 +271,81 @@ void pl_config_defaults(struct pl_config *cfg, const char *service)
     cfg->audit_publish_interval_s = 60;
 }
 
+/* Skips spaces, newlines and comments (//, #, slash-star) from p; returns where text goes on. */
+static const char *config_skip_blank(const char *p)
+{
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+            p++;
+        if (*p == '#' || (p[0] == '/' && p[1] == '/')) {
+            p += strcspn(p, "\n");
+        } else if (p[0] == '/' && p[1] == '*') {
+            const char *e = strstr(p + 2, "*/");
+            p = e ? e + 2 : p + strlen(p);
+        } else {
+            return p;
+        }
+    }
+}
+
 /* libconfig 1.5 wraps a decimal literal that does not fit in 32 bits (4294975592 reads as
- * 8296). Re-read the literal from the file and refuse the setting when the two disagree. */
+ * 8296): whether the literal of setting key, which libconfig read as v from the setting that
+ * starts on line, is not v. The key is the first name followed by = or : (outside strings and
+ * comments) from the start of that line; its value may be on a later line. */
 static bool config_int_literal_wrapped(const char *path, int line, const char *key, long long v)
 {
     FILE *f = fopen(path, "r");
     if (!f)
         return false;
-    char buf[1024];
-    bool wrapped = false;
-    for (int n = 1; fgets(buf, sizeof(buf), f); n++) {
-        if (n != line)
-            continue;
-        const char *k = strstr(buf, key);
-        const char *p = k ? k + strlen(key) : NULL;
-        while (p && (*p == ' ' || *p == '\t' || *p == '=' || *p == ':'))
-            p++;
-        if (p) {
-            errno = 0;
-            long long literal = strtoll(p, NULL, 0);
-            wrapped = errno == ERANGE || literal != v;
-        }
-        break;
-    }
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    char buf[4096];
+    size_t n;
+    while (m && (n = fread(buf, 1, sizeof(buf), f)) > 0)
+        fwrite(buf, 1, n, m);
     fclose(f);
+    if (!m)
+        return false;
+    fclose(m);
+    /* where the setting's line starts; the file is read from its start all the same, so
+     * that a comment or a string that began on an earlier line is known as one */
+    const char *line_start = text;
+    for (int at = 1; at < line && line_start; at++) {
+        line_start = strchr(line_start, '\n');
+        line_start = line_start ? line_start + 1 : NULL;
+    }
+    bool wrapped = false;
+    size_t klen = strlen(key);
+    for (const char *p = text; line_start && *p;) {
+        if (*p == '"') { /* a string: skip it, escapes included */
+            for (p++; *p && *p != '"'; p++)
+                if (*p == '\\' && p[1])
+                    p++;
+            p += *p == '"';
+        } else if (*p == '#' || (p[0] == '/' && (p[1] == '/' || p[1] == '*'))) {
+            p = config_skip_blank(p);
+        } else if (isalpha((unsigned char)*p) || *p == '_' || *p == '*') {
+            const char *name = p;
+            while (isalnum((unsigned char)*p) || *p == '_' || *p == '-' || *p == '*')
+                p++;
+            const char *sep = config_skip_blank(p);
+            if (name >= line_start && (size_t)(p - name) == klen && strncmp(name, key, klen) == 0 &&
+                (*sep == '=' || *sep == ':')) {
+                const char *value = config_skip_blank(sep + 1);
+                /* libconfig's integers are decimal (leading zeros too: 080 is 80) or 0x hex */
+                const char *digits = value + (*value == '-' || *value == '+');
+                bool hex = digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X');
+                errno = 0;
+                long long literal = strtoll(value, NULL, hex ? 16 : 10);
+                wrapped = errno == ERANGE || literal != v;
+                break;
+            }
+        } else {
+            p++;
+        }
+    }
+    free(text);
     return wrapped;
 }
 

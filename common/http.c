@@ -203,6 +203,7 @@ static const struct {
     {HTTP_NOISE_MALFORMED, "Failed to parse `Content-Length'"},
     {HTTP_NOISE_MALFORMED, "Too large value of 'Content-Length'"},
     {HTTP_NOISE_MALFORMED, "Received HTTP/1.1 request without"},
+    {HTTP_NOISE_MALFORMED, "Not enough memory in pool to allocate header record"},
     {HTTP_NOISE_LIMIT, "Server reached connection limit"},
 };
 
@@ -541,7 +542,9 @@ static void http_connection_notify(void *cls, struct MHD_Connection *conn, void 
                   code == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
 }
 
-static void http_mhd_log(void *cls, const char *fmt, va_list ap)
+/* The format attribute tells clang that fmt is libmicrohttpd's own printf format. */
+__attribute__((format(printf, 2, 0))) static void http_mhd_log(void *cls, const char *fmt,
+                                                               va_list ap)
 {
     (void)cls;
     char msg[512];

@@ -10,7 +10,8 @@
 
 #define SCAN_NUMBER_MAX 64 /* longer numbers are refused: no double holds them anyway */
 
-static bool scan_fail(struct pl_json_scan *s, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static bool scan_fail(struct pl_json_scan *s, const char *fmt,
+                                                            ...)
 {
     va_list ap;
     va_start(ap, fmt);

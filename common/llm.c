@@ -206,8 +206,7 @@ static void llm_metric(const char *result)
                   1);
 }
 
-/* Copies a short, printable excerpt of an error reply's message into out. */
-static void llm_error_excerpt(const char *body, char *out, size_t outsz)
+void pl_llm_error_excerpt(const char *body, char *out, size_t outsz)
 {
     out[0] = '\0';
     if (!body)
@@ -228,9 +227,8 @@ static void llm_error_excerpt(const char *body, char *out, size_t outsz)
     json_object_put(o);
 }
 
-/* Strict reading of a chat completion: the reply text and the usage counts. */
-static int llm_parse_reply(const char *body, size_t len, struct pl_llm_call *call, char *why,
-                           size_t whysz)
+int pl_llm_parse_reply(const char *body, size_t len, struct pl_llm_call *call, char *why,
+                       size_t whysz)
 {
     char err[160];
     json_object *o = pl_json_object_parse(body, len, false, "it", err, sizeof(err));
@@ -391,7 +389,7 @@ static void llm_slot_done(struct pl_llm_client *c, struct llm_slot *s, CURLcode 
     }
     if (status == 429 || status == 408 || status >= 500) {
         char msg[128];
-        llm_error_excerpt(s->reply, msg, sizeof(msg));
+        pl_llm_error_excerpt(s->reply, msg, sizeof(msg));
         snprintf(s->last_error, sizeof(s->last_error), "HTTP %ld%s%s", status, msg[0] ? ": " : "",
                  msg);
         llm_metric(status == 429 ? "rate_limited" : "server_error");
@@ -400,14 +398,14 @@ static void llm_slot_done(struct pl_llm_client *c, struct llm_slot *s, CURLcode 
     }
     if (status < 200 || status > 299) {
         char msg[128], why[200];
-        llm_error_excerpt(s->reply, msg, sizeof(msg));
+        pl_llm_error_excerpt(s->reply, msg, sizeof(msg));
         snprintf(why, sizeof(why), "HTTP %ld%s%s", status, msg[0] ? ": " : "", msg);
         llm_metric("client_error");
         llm_slot_fail(s, why);
         return;
     }
     char why[200];
-    if (llm_parse_reply(s->reply ? s->reply : "", s->reply_len, call, why, sizeof(why)) != 0) {
+    if (pl_llm_parse_reply(s->reply ? s->reply : "", s->reply_len, call, why, sizeof(why)) != 0) {
         snprintf(s->last_error, sizeof(s->last_error), "%s", why);
         llm_metric("malformed");
         llm_slot_retry(c, s, now);

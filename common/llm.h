@@ -80,4 +80,16 @@ size_t pl_llm_run_stream(struct pl_llm_client *c, const struct pl_llm_stream *sr
 /** @brief Frees a call's result fields (the request part is the caller's). */
 void pl_llm_call_clear(struct pl_llm_call *call);
 
+/**
+ * @brief Reads a chat-completions reply body (len bytes) strictly: choices[0].message.content
+ *        into call->content (malloc'd) and usage's token counts into call.
+ * @returns 0, or -1 with the reason in why ("malformed reply: ...").
+ */
+int pl_llm_parse_reply(const char *body, size_t len, struct pl_llm_call *call, char *why,
+                       size_t whysz);
+
+/** @brief A short printable excerpt (at most 120 bytes) of an error reply's message into out
+ *         ("" when body, NUL-terminated, holds none). */
+void pl_llm_error_excerpt(const char *body, char *out, size_t outsz);
+
 #endif

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 int pl_param_int(const char *name, const char *value, long long def, long long min, long long max,
                  long long *out, char *err, size_t errsz)
@@ -181,10 +180,12 @@ json_object *pl_json_object_parse(const char *body, size_t len, bool allow_empty
            (body[end] == ' ' || body[end] == '\n' || body[end] == '\r' || body[end] == '\t'))
         end++;
     /* true/false/null: a literal (null parses to NULL; json-c wants a terminator after the
-     * others) is valid JSON, just not an object. */
+     * others, and "true " has one) is valid JSON, just not an object. */
     if (body[i] != '{' &&
-        (jerr == json_tokener_continue || (jerr == json_tokener_success && !obj))) {
+        (jerr == json_tokener_continue ||
+         (jerr == json_tokener_success && !json_object_is_type(obj, json_type_object)))) {
         snprintf(err, errsz, "%s must be a JSON object", what);
+        json_object_put(obj);
         return NULL;
     }
     if (!obj || jerr != json_tokener_success) {
@@ -282,16 +283,29 @@ enum pl_field_result pl_param_check_fields(json_object *obj, const struct pl_fie
     return PL_FIELDS_OK;
 }
 
+/* Fixed widths and calendar ranges: the API hands the text to `$n::timestamptz`, which
+ * refuses Feb 31, year 0, second 61 or an offset of letters or past 15:59 (a 500 instead of
+ * a 400) and reads "1-01-01" as 2001. A leap second (:60) and a bare '.' it takes. */
 bool pl_param_timestamp_ok(const char *s)
 {
-    struct tm tm = {0};
-    const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (!end)
+    static const int days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (strnlen(s, 20) < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
+        s[16] != ':')
         return false;
+    int y = pl_digits(s, 4), mo = pl_digits(s + 5, 2), d = pl_digits(s + 8, 2),
+        h = pl_digits(s + 11, 2), mi = pl_digits(s + 14, 2), sec = pl_digits(s + 17, 2);
+    bool leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > days[mo - 1] || (mo == 2 && d == 29 && !leap) ||
+        h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 60)
+        return false;
+    const char *end = s + 19;
     if (*end == '.')
         for (end++; *end >= '0' && *end <= '9'; end++)
             ;
     if (*end == 'Z')
         return end[1] == '\0';
-    return (*end == '+' || *end == '-') && strlen(end) == 6 && end[3] == ':';
+    if ((*end != '+' && *end != '-') || strlen(end) != 6 || end[3] != ':')
+        return false;
+    int oh = pl_digits(end + 1, 2), om = pl_digits(end + 4, 2);
+    return oh >= 0 && oh <= 15 && om >= 0 && om <= 59;
 }

@@ -55,7 +55,8 @@ enum pl_field_result { PL_FIELDS_OK, PL_FIELDS_BAD_REQUEST, PL_FIELDS_UNPROCESSA
 enum pl_field_result pl_param_check_fields(json_object *obj, const struct pl_field_rule *rules,
                                            size_t n, char *err, size_t errsz);
 
-/** @brief An ISO-8601 instant: YYYY-MM-DDTHH:MM:SS, an optional fraction, Z or +hh:mm. */
+/** @brief An ISO-8601 instant: YYYY-MM-DDTHH:MM:SS (a calendar date, years 0001 to 9999),
+ *         an optional fraction, Z or +hh:mm / -hh:mm (at most 15:59). */
 bool pl_param_timestamp_ok(const char *s);
 
 #endif

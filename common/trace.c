@@ -419,26 +419,14 @@ const char *pl_trace_error(json_object *trace, int *span_errors)
     return first && *first ? first : NULL;
 }
 
-/* n digits at p as a number, or -1. */
-static int trace_digits(const char *p, int n)
-{
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return -1;
-        v = v * 10 + (p[i] - '0');
-    }
-    return v;
-}
-
 bool pl_trace_timestamp_ok(const char *s)
 {
     static const int days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     if (strlen(s) < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
         s[16] != ':')
         return false;
-    int y = trace_digits(s, 4), mo = trace_digits(s + 5, 2), d = trace_digits(s + 8, 2),
-        h = trace_digits(s + 11, 2), mi = trace_digits(s + 14, 2), sec = trace_digits(s + 17, 2);
+    int y = pl_digits(s, 4), mo = pl_digits(s + 5, 2), d = pl_digits(s + 8, 2),
+        h = pl_digits(s + 11, 2), mi = pl_digits(s + 14, 2), sec = pl_digits(s + 17, 2);
     bool leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
     if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > days[mo - 1] || (mo == 2 && d == 29 && !leap) ||
         h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 59)

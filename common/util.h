@@ -6,6 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/** @brief The n decimal digits at p as a number, or -1 when one of them is not a digit. */
+int pl_digits(const char *p, int n);
+
 /** @brief Parses a whole base-10 integer (no spaces, no trailing text); -1 if not one. */
 int pl_parse_ll(const char *s, long long *out);
 

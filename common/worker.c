@@ -1,6 +1,7 @@
 /* The consume loop every stage runs. */
 #include "worker.h"
 
+#include "json_scan.h"
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
@@ -31,7 +32,10 @@ static json_tokener *worker_tokener(void)
 {
     pthread_once(&worker_tokener_once, worker_tokener_key_create);
     json_tokener *tok = pthread_getspecific(worker_tokener_key);
-    if (!tok && (tok = json_tokener_new()) != NULL &&
+    /* An event may carry a trace as deep as ingest takes (PL_JSON_SCAN_MAX_DEPTH, counted
+     * from the trace's top) inside its envelope, and json-c counts the innermost value as
+     * one more level: its default of 32 dropped such traces from pl.traces. */
+    if (!tok && (tok = json_tokener_new_ex(PL_JSON_SCAN_MAX_DEPTH + 2)) != NULL &&
         pthread_setspecific(worker_tokener_key, tok) != 0) {
         json_tokener_free(tok);
         tok = NULL;

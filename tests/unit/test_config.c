@@ -413,6 +413,30 @@ static void test_load_bad_values(void **state)
     expect_load_error("http = { port = 4294975592; };\n", 1, "http.port", "out of range");
     expect_load_error("http = {\n  threads = -4294967295;\n};\n", 2, "http.threads",
                       "out of range");
+    /* the literal is found after its name and '=', its value maybe on the next line */
+    expect_load_error("http = { threads =\n  4294967298; };\n", 1, "http.threads", "out of range");
+}
+
+/* The wrapped-literal check reads the setting's own literal: not the name inside a string,
+ * not a comment, and not the end of the line when the value is on the next one. */
+static void test_load_literals_found_where_they_are(void **state)
+{
+    (void)state;
+    char path[64];
+    write_temp("pg = { dsn = \"pool_size = 9\"; pool_size = 4; };\n"
+               "http = { port =\n  08081; threads = /* many */ 12; };\n",
+               path, sizeof(path));
+    struct pl_config cfg;
+    char err[512] = "";
+    pl_config_defaults(&cfg, "api");
+    int rc = pl_config_load(&cfg, path, err, sizeof(err));
+    unlink(path);
+    if (rc != 0)
+        fail_msg("a valid file refused: %s", err);
+    assert_int_equal(cfg.pg_pool_size, 4);
+    assert_int_equal(cfg.http_port, 8081);
+    assert_int_equal(cfg.http_threads, 12);
+    assert_string_equal(cfg.pg_dsn, "pool_size = 9");
 }
 
 static void test_load_syntax_error(void **state)
@@ -636,6 +660,7 @@ int main(void)
         T(test_load_unknown_key),
         T(test_load_wrong_type),
         T(test_load_bad_values),
+        T(test_load_literals_found_where_they_are),
         T(test_load_syntax_error),
         T(test_load_missing_file),
         T(test_env_overrides_file),

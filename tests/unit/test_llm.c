@@ -316,6 +316,35 @@ static void test_concurrency_cap(void **st)
     pl_llm_client_free(c);
 }
 
+/* The reply parser on its own, as the client runs it on every 2xx body. */
+static void test_parse_reply(void **st)
+{
+    (void)st;
+    struct pl_llm_call call = {0};
+    char why[200];
+    assert_int_equal(pl_llm_parse_reply(ok_reply, strlen(ok_reply), &call, why, sizeof(why)), 0);
+    assert_string_equal(call.content, "hello");
+    assert_int_equal(call.prompt_tokens, 10);
+    assert_int_equal(call.completion_tokens, 5);
+    pl_llm_call_clear(&call);
+    const char *bad[] = {"",
+                         "[]",
+                         "{\"choices\":[]}",
+                         "{\"choices\":[{\"message\":{}}]}",
+                         "{\"choices\":[{\"message\":{\"content\":\"a\",\"content\":\"b\"}}]}",
+                         "{\"choices\":[{\"message\":{\"content\":\"x\"}}],\"usage\":3}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(pl_llm_parse_reply(bad[i], strlen(bad[i]), &call, why, sizeof(why)), -1);
+        assert_null(call.content);
+        assert_non_null(strstr(why, "malformed reply"));
+    }
+    char ex[128];
+    pl_llm_error_excerpt("{\"error\":{\"message\":\"slow\\ndown\"}}", ex, sizeof(ex));
+    assert_string_equal(ex, "slow down");
+    pl_llm_error_excerpt("<html>502</html>", ex, sizeof(ex));
+    assert_string_equal(ex, "");
+}
+
 static void test_bad_base_url(void **st)
 {
     (void)st;
@@ -341,6 +370,7 @@ int main(void)
         cmocka_unit_test(test_huge_reply_refused),
         cmocka_unit_test(test_concurrency_cap),
         cmocka_unit_test(test_bad_base_url),
+        cmocka_unit_test(test_parse_reply),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

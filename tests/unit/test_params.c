@@ -188,8 +188,9 @@ static void test_json_not_an_object(void **state)
         }
         assert_string_equal(err, "request body must be a JSON object");
     }
-    /* Top-level scalars are refused as well, with the same message. */
-    const char *scalars[] = {"null", "true", "123", "  null  "};
+    /* Top-level scalars are refused as well, with the same message; "true " once came back
+     * as a boolean, which pl_param_check_fields then read as an object (a crash). */
+    const char *scalars[] = {"null", "true", "123", "  null  ", "true ", "false\n", " true\t"};
     for (size_t i = 0; i < sizeof(scalars) / sizeof(scalars[0]); i++) {
         char err[256] = "";
         json_object *o = parse_body(scalars[i], true, err, sizeof(err));
@@ -493,6 +494,31 @@ static void test_fields_first_error_wins_per_member(void **state)
 
 /* ---- util.h ------------------------------------------------------------------------------ */
 
+/* ---- pl_param_timestamp_ok --------------------------------------------------------------- */
+
+static void test_timestamp(void **state)
+{
+    (void)state;
+    const char *good[] = {"2026-01-31T12:00:00Z",      "2026-01-31T12:00:00.123456Z",
+                          "2026-01-31T12:00:00+05:30", "2026-01-31T12:00:00-15:59",
+                          "2024-02-29T00:00:00Z",      "2026-12-31T23:59:60Z",
+                          "0001-01-01T00:00:00Z",      "9999-12-31T23:59:59.5+00:00"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        if (!pl_param_timestamp_ok(good[i]))
+            fail_msg("refused: %s", good[i]);
+    /* Each of these is an error of PostgreSQL's timestamptz input (a 500 had it been passed
+     * on) or a different instant there ("1-01-01" is 2001). */
+    const char *bad[] = {
+        "2026-02-31T00:00:00Z",      "2023-02-29T00:00:00Z",      "0000-01-01T00:00:00Z",
+        "2026-01-31T23:59:61Z",      "2026-01-31T12:60:00Z",      "2026-01-31T12:00:00+ab:cd",
+        "2026-01-31T12:00:00+16:00", "2026-01-31T12:00:00+15:60", "1-01-01T00:00:00Z",
+        "2026- 1-31T12:00:00Z",      "2026-01-31T12:00:00",       "2026-01-31",
+        "2026-01-31T12:00:00Zx",     "2026-01-31 12:00:00Z",      ""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (pl_param_timestamp_ok(bad[i]))
+            fail_msg("accepted: %s", bad[i]);
+}
+
 static void test_parse_ll(void **state)
 {
     (void)state;
@@ -633,6 +659,7 @@ int main(void)
         cmocka_unit_test(test_json_names_what_it_parses),
         cmocka_unit_test(test_fields_string_length),
         cmocka_unit_test(test_fields_first_error_wins_per_member),
+        cmocka_unit_test(test_timestamp),
         cmocka_unit_test(test_parse_ll),
         cmocka_unit_test(test_uuid_valid),
         cmocka_unit_test(test_sha256_hex),

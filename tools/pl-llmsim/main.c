@@ -1387,7 +1387,9 @@ static void sim_completed(void *cls, struct MHD_Connection *conn, void **con_cls
     }
 }
 
-static void sim_mhd_log(void *cls, const char *fmt, va_list ap)
+/* The format attribute tells clang that fmt is libmicrohttpd's own printf format. */
+__attribute__((format(printf, 2, 0))) static void sim_mhd_log(void *cls, const char *fmt,
+                                                              va_list ap)
 {
     (void)cls;
     char msg[512];
