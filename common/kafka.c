@@ -231,8 +231,10 @@ struct pl_consumer {
     rd_kafka_t *rk;
 };
 
-/* Eager protocol (range assignor): take what we are given, drop all on revoke. Stored but
- * uncommitted offsets are committed by librdkafka before the revoke completes. */
+/* Eager protocol (range assignor): take what we are given, drop all on revoke. librdkafka
+ * tries to commit stored offsets before the revoke completes; when that commit fails (a
+ * rebalance in progress), the new owner is delivered again what was handled since the last
+ * commit, which the idempotent handlers take as a replay. */
 static void consumer_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                   rd_kafka_topic_partition_list_t *parts, void *opaque)
 {

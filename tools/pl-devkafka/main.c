@@ -3,7 +3,9 @@
  *
  * Prints the bootstrap address as its first stdout line, creates promptloop's topics and
  * runs until SIGTERM/SIGINT. With --control-port it also serves a small HTTP control API
- * for outage tests: POST /brokers/{id}/down and /brokers/{id}/up. */
+ * for tests: POST /brokers/{id}/down and /brokers/{id}/up (outages), and
+ * POST /topics/{name}/partitions/{n} (a topic with n partitions: the mock cluster has no
+ * CreateTopics, and a topic it creates on first mention gets its default of 4). */
 #include "http.h"
 #include "log.h"
 #include "util.h"
@@ -59,9 +61,39 @@ static void devkafka_broker_up(struct pl_http_request *req, struct pl_http_respo
     devkafka_broker_set(req, res, true);
 }
 
+static void devkafka_topic_create(struct pl_http_request *req, struct pl_http_response *res)
+{
+    rd_kafka_mock_cluster_t *mc = req->user;
+    const char *name = req->params[0];
+    long long n;
+    if (pl_parse_ll(req->params[1], &n) != 0 || n < 1 || n > 1000) {
+        pl_http_error(res, 400, "partitions must be between 1 and 1000");
+        return;
+    }
+    size_t len = strlen(name);
+    if (len == 0 || len > 249 ||
+        strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                     "0123456789._-") != len) {
+        pl_http_error(res, 400, "topic names are 1-249 of [a-zA-Z0-9._-]");
+        return;
+    }
+    rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(mc, name, (int)n, 1);
+    if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+        pl_http_error(res, 409, "topic %s exists", name);
+        return;
+    }
+    if (e) {
+        pl_http_error(res, 500, "topic %s: %s", name, rd_kafka_err2str(e));
+        return;
+    }
+    pl_info("topic %s created with %lld partitions", name, n);
+    pl_http_json_text(res, 201, "{\"created\":true}", 16);
+}
+
 static const struct pl_http_route devkafka_routes[] = {
     {"POST", "/brokers/{id}/down", devkafka_broker_down},
     {"POST", "/brokers/{id}/up", devkafka_broker_up},
+    {"POST", "/topics/{name}/partitions/{n}", devkafka_topic_create},
 };
 
 int main(int argc, char **argv)
@@ -112,7 +144,7 @@ int main(int argc, char **argv)
     }
     struct pl_http_server *control = NULL;
     if (control_port >= 0) {
-        control = pl_http_server_start("127.0.0.1", (int)control_port, 1, 4096, devkafka_routes, 2,
+        control = pl_http_server_start("127.0.0.1", (int)control_port, 1, 4096, devkafka_routes, 3,
                                        mc, err, sizeof(err));
         if (!control) {
             pl_error("control server: %s", err);
