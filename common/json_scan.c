@@ -87,6 +87,18 @@ static size_t scan_utf8(const unsigned char *p, const unsigned char *end)
     return n;
 }
 
+bool pl_utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    while (p < end) {
+        size_t n = *p < 0x80 ? 1 : scan_utf8(p, end);
+        if (n == 0)
+            return false;
+        p += n;
+    }
+    return true;
+}
+
 /* Bytes \u escapes at p (past the backslash-u) decode to; 0 when invalid. Sets *used. */
 static size_t scan_unicode(struct pl_json_scan *s, const char *p, size_t *used)
 {

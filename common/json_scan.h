@@ -76,4 +76,8 @@ void pl_json_str_decode(const struct pl_json_str *str, char *out);
 /** @brief True when the scanned string equals lit. */
 bool pl_json_str_eq(const struct pl_json_str *str, const char *lit);
 
+/** @brief Whether len bytes at s are valid UTF-8 (no overlong forms, surrogates or code points
+ *         past U+10FFFF), as the scanner requires of strings. */
+bool pl_utf8_valid(const char *s, size_t len);
+
 #endif

@@ -7,6 +7,7 @@
 
 #include "action.h"
 #include "action_store.h"
+#include "json_scan.h"
 #include "log.h"
 #include "params.h"
 #include "util.h"
@@ -261,7 +262,8 @@ void api_traces_get(struct pl_http_request *req, struct pl_http_response *res)
         pl_http_error(res, 400, "project_id is required");
         return;
     }
-    if (!api_utf8_valid(req->params[0])) { /* ingest accepts UTF-8 ids only: no such trace */
+    if (!pl_utf8_valid(req->params[0],
+                       strlen(req->params[0]))) { /* ingest accepts UTF-8 ids only: no such trace */
         pl_http_error(res, 404, "trace not found");
         return;
     }

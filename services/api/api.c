@@ -1,10 +1,10 @@
 /* What every api handler shares: auth, sessions, query and page parameters, answers. */
 #include "api.h"
 
-#include "ui_session.h"
-
+#include "json_scan.h"
 #include "log.h"
 #include "params.h"
+#include "ui_session.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -104,43 +104,19 @@ bool api_authorize(struct pl_http_request *req, struct pl_http_response *res, un
     return true;
 }
 
-bool api_utf8_valid(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        unsigned c = *p;
-        size_t n = c < 0x80                 ? 0
-                   : c >= 0xC2 && c <= 0xDF ? 1
-                   : c >= 0xE0 && c <= 0xEF ? 2
-                   : c >= 0xF0 && c <= 0xF4 ? 3
-                                            : 4;
-        if (n == 4)
-            return false;
-        /* the second byte's range rules out overlong forms, surrogates and > U+10FFFF */
-        unsigned lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
-        unsigned hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
-        for (size_t i = 1; i <= n; i++) {
-            if (p[i] < (i == 1 ? lo : 0x80) || p[i] > (i == 1 ? hi : 0xBF))
-                return false;
-        }
-        p += n + 1;
-    }
-    return true;
-}
-
 bool api_query_params(struct pl_http_request *req, struct pl_http_response *res,
                       const char *const *allowed, const char **project_id)
 {
     const char *unknown = pl_http_query_unknown(req, allowed);
     if (unknown) {
         pl_http_error(res, 400, "unknown query parameter \"%s\"",
-                      api_utf8_valid(unknown) ? unknown : "(not UTF-8)");
+                      pl_utf8_valid(unknown, strlen(unknown)) ? unknown : "(not UTF-8)");
         return false;
     }
     /* Values reach the database as text, which must be UTF-8 (else an error there, a 500). */
     for (const char *const *name = allowed; *name; name++) {
         const char *v = pl_http_query(req, *name);
-        if (v && !api_utf8_valid(v)) {
+        if (v && !pl_utf8_valid(v, strlen(v))) {
             pl_http_error(res, 400, "%s must be valid UTF-8", *name);
             return false;
         }

@@ -19,10 +19,6 @@
 bool api_authorize(struct pl_http_request *req, struct pl_http_response *res, unsigned roles,
                    bool control_loop, struct pl_principal *who);
 
-/** @brief True when s is valid UTF-8 (no overlong forms, surrogates or code points past
- *         U+10FFFF), as PostgreSQL's text needs it. */
-bool api_utf8_valid(const char *s);
-
 /**
  * @brief Refuses query parameters outside allowed (NULL-terminated) with a 400 naming one;
  *        when project_id is not NULL, also reads an optional project_id and refuses a

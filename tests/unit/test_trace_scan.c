@@ -93,6 +93,21 @@ static int scan_trace(const char *members, struct pl_trace_view *t, char *err, s
     return pl_trace_scan(&s, "traces[0]", t, err, errsz);
 }
 
+/* The scanner's UTF-8 rule, as the api applies it to query values and path ids. */
+static void test_utf8_valid(void **state)
+{
+    (void)state;
+    assert_true(pl_utf8_valid("", 0));
+    assert_true(pl_utf8_valid("plain", 5));
+    assert_true(pl_utf8_valid("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14));
+    assert_true(pl_utf8_valid("\xf4\x8f\xbf\xbf", 4));  /* U+10FFFF */
+    assert_false(pl_utf8_valid("\xc0\xaf", 2));         /* overlong '/' */
+    assert_false(pl_utf8_valid("\xed\xa0\x80", 3));     /* a surrogate */
+    assert_false(pl_utf8_valid("\xf4\x90\x80\x80", 4)); /* past U+10FFFF */
+    assert_false(pl_utf8_valid("ok\xe2\x82", 4));       /* cut short */
+    assert_false(pl_utf8_valid("\x80", 1));             /* a lone continuation byte */
+}
+
 static void test_trace_rules(void **state)
 {
     (void)state;
@@ -200,7 +215,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_syntax),     cmocka_unit_test(test_depth),
         cmocka_unit_test(test_decode),     cmocka_unit_test(test_trace_rules),
-        cmocka_unit_test(test_trace_view), cmocka_unit_test(test_envelope),
+        cmocka_unit_test(test_utf8_valid), cmocka_unit_test(test_trace_view),
+        cmocka_unit_test(test_envelope),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
