@@ -617,3 +617,42 @@ void itest_cluster_new(PGconn *conn, const struct itest_tenant *t, const char *n
         " WHERE id = $4::uuid RETURNING count",
         6, pt));
 }
+
+long long itest_metric(const char *url, const char *series)
+{
+    struct itest_response r = itest_http(url, "GET", "/metrics", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    long long v = 0;
+    size_t len = strlen(series);
+    for (const char *line = r.body; line && *line;) {
+        if (strncmp(line, series, len) == 0 && line[len] == ' ')
+            v = strtoll(line + len + 1, NULL, 10);
+        const char *nl = strchr(line, '\n');
+        line = nl ? nl + 1 : NULL;
+    }
+    itest_response_free(&r);
+    return v;
+}
+
+int itest_admin(const char *const *args, const char *const *env, int timeout_ms, char *out,
+                size_t outsz)
+{
+    char bin[512], log[128];
+    itest_bin("pl-admin", bin, sizeof(bin));
+    snprintf(log, sizeof(log), "/tmp/pl-itest-admin-%d.out", (int)getpid());
+    const char *argv[16] = {bin};
+    for (int i = 0; args[i] && i < 14; i++)
+        argv[i + 1] = args[i];
+    pid_t pid = itest_spawn(argv, env, log);
+    int st = itest_wait(pid, timeout_ms);
+    assert_true(st != -1);
+    FILE *f = fopen(log, "r");
+    size_t n = f ? fread(out, 1, outsz - 1, f) : 0;
+    out[n] = '\0';
+    if (f)
+        fclose(f);
+    unlink(log);
+    while (n > 0 && out[n - 1] == '\n')
+        out[--n] = '\0';
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}

@@ -103,6 +103,16 @@ const char *itest_service_url(void);
 /** @brief SIGTERM and wait (fails the test unless it exits 0 within 10 s). */
 void itest_service_stop(pid_t pid);
 
+/** @brief The value of one series (e.g. `name{label="x"}`) of a service's /metrics at url (0
+ *         when absent); fails the test unless /metrics answers 200. */
+long long itest_metric(const char *url, const char *series);
+/**
+ * @brief Runs pl-admin with args (NULL-ended, at most 14) and extra environment (may be
+ *        NULL), waiting up to timeout_ms. out gets its output (stdout and stderr, trailing
+ *        newlines cut). @returns its exit status, or -1 when a signal ended it.
+ */
+int itest_admin(const char *const *args, const char *const *env, int timeout_ms, char *out,
+                size_t outsz);
 /** @brief A currently free TCP port on 127.0.0.1. */
 int itest_free_port(void);
 

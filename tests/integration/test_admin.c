@@ -24,22 +24,10 @@ static const char *const *admin_env;
 static int admin(char *out, size_t outsz, const char *a1, const char *a2, const char *a3,
                  const char *a4, const char *a5, const char *a6, const char *a7, const char *a8)
 {
-    char bin[512], log[128];
-    itest_bin("pl-admin", bin, sizeof(bin));
-    snprintf(log, sizeof(log), "/tmp/pl-itest-admin-%d.out", (int)getpid());
-    const char *argv[] = {bin, a1, a2, a3, a4, a5, a6, a7, a8, NULL};
-    pid_t pid = itest_spawn(argv, admin_env, log);
-    int st = itest_wait(pid, 30000);
-    assert_true(st != -1 && WIFEXITED(st));
-    FILE *f = fopen(log, "r");
-    size_t n = f ? fread(out, 1, outsz - 1, f) : 0;
-    out[n] = '\0';
-    if (f)
-        fclose(f);
-    unlink(log);
-    while (n > 0 && out[n - 1] == '\n')
-        out[--n] = '\0';
-    return WEXITSTATUS(st);
+    const char *args[] = {a1, a2, a3, a4, a5, a6, a7, a8, NULL};
+    int rc = itest_admin(args, admin_env, 30000, out, outsz);
+    assert_true(rc >= 0);
+    return rc;
 }
 
 static void test_migrate_is_idempotent(void **state)

@@ -24,28 +24,6 @@ static PGconn *db;
 static struct itest_tenant t;
 static char from[32]; /* the range's start: a second before the first trace */
 
-/* Runs pl-admin with args (NULL-ended) and extra environment; its exit status, or -1 when it
- * was killed; out gets its output. */
-static int admin_run(const char *const *args, const char *const *env, char *out, size_t outsz)
-{
-    char bin[512], log[128];
-    itest_bin("pl-admin", bin, sizeof(bin));
-    snprintf(log, sizeof(log), "/tmp/pl-itest-backfill-%d.out", (int)getpid());
-    const char *argv[16] = {bin};
-    for (int i = 0; args[i] && i < 14; i++)
-        argv[i + 1] = args[i];
-    pid_t pid = itest_spawn(argv, env, log);
-    int st = itest_wait(pid, 120000);
-    assert_true(st != -1);
-    FILE *f = fopen(log, "r");
-    size_t n = f ? fread(out, 1, outsz - 1, f) : 0;
-    out[n] = '\0';
-    if (f)
-        fclose(f);
-    unlink(log);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static void ingest(const char *id, const char *output)
 {
     char body[512];
@@ -144,7 +122,7 @@ static void test_replay_evaluates_a_new_rule_once(void **state)
     char name[64], out[4096];
     snprintf(name, sizeof(name), "itest-%d-a", (int)getpid());
     const char *args[] = {"replay", "--stage", "detector", "--from", from, "--name", name, NULL};
-    int rc = admin_run(args, NULL, out, sizeof(out));
+    int rc = itest_admin(args, NULL, 120000, out, sizeof(out));
     if (rc != 0)
         fail_msg("pl-admin replay: %d\n%s", rc, out);
     assert_non_null(strstr(out, "created"));
@@ -166,17 +144,17 @@ static void test_replay_evaluates_a_new_rule_once(void **state)
     char *before = snapshot();
     snprintf(name, sizeof(name), "itest-%d-b", (int)getpid());
     const char *again[] = {"replay", "--stage", "detector", "--from", from, "--name", name, NULL};
-    assert_int_equal(admin_run(again, NULL, out, sizeof(out)), 0);
+    assert_int_equal(itest_admin(again, NULL, 120000, out, sizeof(out)), 0);
     char *after = snapshot();
     assert_string_equal(after, before);
     free(before);
     free(after);
     /* and so does the first one run again: it finished */
-    assert_int_equal(admin_run(args, NULL, out, sizeof(out)), 0);
+    assert_int_equal(itest_admin(args, NULL, 120000, out, sizeof(out)), 0);
     assert_non_null(strstr(out, "finished earlier"));
 
     const char *status[] = {"replay", "status", "--name", name, NULL};
-    assert_int_equal(admin_run(status, NULL, out, sizeof(out)), 0);
+    assert_int_equal(itest_admin(status, NULL, 120000, out, sizeof(out)), 0);
     assert_non_null(strstr(out, "finished"));
     assert_non_null(strstr(out, "(100.0%) lag=0"));
 }
@@ -190,7 +168,7 @@ static void test_killed_backfill_resumes_without_double_counts(void **state)
     const char *args[] = {"replay", "--stage", "detector", "--from", from, "--name", name, NULL};
     /* killed (SIGKILL) right after its first batch committed, before its offsets did */
     const char *die[] = {"PL_FAILPOINT=detector_after_commit", NULL};
-    assert_int_equal(admin_run(args, die, out, sizeof(out)), -1);
+    assert_int_equal(itest_admin(args, die, 120000, out, sizeof(out)), -1);
     const char *p[1] = {t.project_id};
     char *committed = itest_sql(db,
                                 "SELECT count(*) FROM traces WHERE project_id = $1"
@@ -214,7 +192,7 @@ static void test_killed_backfill_resumes_without_double_counts(void **state)
                                t.project_id, "t", 10000));
 
     /* the same command resumes it; what it had committed is not counted again */
-    assert_int_equal(admin_run(args, NULL, out, sizeof(out)), 0);
+    assert_int_equal(itest_admin(args, NULL, 120000, out, sizeof(out)), 0);
     assert_non_null(strstr(out, "resumed"));
     /* ten stored traces and the live one fail the rule, each counted once */
     char *members = cluster_members("no_err");
@@ -231,19 +209,19 @@ static void test_bad_requests(void **state)
     (void)state;
     char out[4096];
     const char *no_from[] = {"replay", "--stage", "detector", NULL};
-    assert_int_equal(admin_run(no_from, NULL, out, sizeof(out)), 1);
+    assert_int_equal(itest_admin(no_from, NULL, 120000, out, sizeof(out)), 1);
     const char *other[] = {"replay", "--stage", "differ", "--from", from, NULL};
-    assert_int_equal(admin_run(other, NULL, out, sizeof(out)), 1);
+    assert_int_equal(itest_admin(other, NULL, 120000, out, sizeof(out)), 1);
     assert_non_null(strstr(out, "only the detector"));
     const char *backwards[] = {
         "replay", "--stage", "detector", "--from", from, "--to", "2000-01-01T00:00:00Z", NULL};
-    assert_int_equal(admin_run(backwards, NULL, out, sizeof(out)), 1);
+    assert_int_equal(itest_admin(backwards, NULL, 120000, out, sizeof(out)), 1);
     /* a name in use for another range */
     char name[64];
     snprintf(name, sizeof(name), "itest-%d-a", (int)getpid());
     const char *clash[] = {"replay", "--stage", "detector", "--from", "2026-01-01T00:00:00Z",
                            "--name", name,      "--no-run", NULL};
-    assert_int_equal(admin_run(clash, NULL, out, sizeof(out)), 1);
+    assert_int_equal(itest_admin(clash, NULL, 120000, out, sizeof(out)), 1);
     assert_non_null(strstr(out, "another stage or range"));
 }
 

@@ -136,23 +136,6 @@ static int64_t wait_stored(const char *project, long long want, int64_t since_ms
     return -1;
 }
 
-/* The value of one series of the detector's /metrics (0 when absent). */
-static long long metric(const char *url, const char *series)
-{
-    struct itest_response r = itest_http(url, "GET", "/metrics", NULL, NULL);
-    assert_int_equal(r.status, 200);
-    long long v = 0;
-    size_t len = strlen(series);
-    for (const char *line = r.body; line && *line;) {
-        if (strncmp(line, series, len) == 0 && line[len] == ' ')
-            v = strtoll(line + len + 1, NULL, 10);
-        const char *nl = strchr(line, '\n');
-        line = nl ? nl + 1 : NULL;
-    }
-    itest_response_free(&r);
-    return v;
-}
-
 #define FLAGGED_SQL                                                                                \
     "SELECT count(*) FROM traces WHERE project_id = $1 AND jsonb_path_exists(eval, '$.*.skipped')"
 
@@ -218,10 +201,12 @@ static void test_isolation(void **state)
                                ta.project_id),
                      0);
     /* ... and counted by the detector, each flagged trace once. */
-    long long by_trace = metric(url, "pl_detector_eval_budget_exceeded_total{budget=\"trace\"}");
-    long long by_tenant = metric(url, "pl_detector_eval_budget_exceeded_total{budget=\"tenant\"}");
+    long long by_trace =
+        itest_metric(url, "pl_detector_eval_budget_exceeded_total{budget=\"trace\"}");
+    long long by_tenant =
+        itest_metric(url, "pl_detector_eval_budget_exceeded_total{budget=\"tenant\"}");
     assert_int_equal(by_trace + by_tenant, flagged);
-    assert_true(metric(url, "pl_detector_eval_rules_skipped_total") > 0);
+    assert_true(itest_metric(url, "pl_detector_eval_rules_skipped_total") > 0);
 
     /* The API shows the flag on the trace: the skipped rules' evaluations say so. */
     const char *pp[1] = {ta.project_id};

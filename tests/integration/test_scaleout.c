@@ -86,23 +86,6 @@ static long long count_sql(const char *sql)
     return n;
 }
 
-/* The value of one series of a replica's /metrics (0 when absent). */
-static long long metric(const char *url, const char *series)
-{
-    struct itest_response r = itest_http(url, "GET", "/metrics", NULL, NULL);
-    assert_int_equal(r.status, 200);
-    long long v = 0;
-    size_t len = strlen(series);
-    for (const char *line = r.body; line && *line;) {
-        if (strncmp(line, series, len) == 0 && line[len] == ' ')
-            v = strtoll(line + len + 1, NULL, 10);
-        const char *nl = strchr(line, '\n');
-        line = nl ? nl + 1 : NULL;
-    }
-    itest_response_free(&r);
-    return v;
-}
-
 /* How many lines of a log contain needle. */
 static int log_count(const char *path, const char *needle)
 {
@@ -224,13 +207,13 @@ static void test_kill_one_of_three(void **state)
         before = count_sql("SELECT count(*) FROM traces WHERE project_id = $1");
         busy = before >= TRACES / 8;
         for (int i = 0; busy && i < REPLICAS; i++)
-            busy = metric(url[i], "pl_detector_traces_total") > 0;
+            busy = itest_metric(url[i], "pl_detector_traces_total") > 0;
         if (!busy)
             pl_sleep_ms(10); /* poll interval */
     }
     if (!busy)
         fail_msg("not every replica stored traces in time (%lld stored; %s)", before, f.error);
-    long long victim_stored = metric(url[victim], "pl_detector_traces_total");
+    long long victim_stored = itest_metric(url[victim], "pl_detector_traces_total");
     int revoked[REPLICAS]; /* each survivor's revocations so far */
     for (int i = 0; i < REPLICAS; i++)
         revoked[i] = log_count(log[i], "partitions revoked");
@@ -282,7 +265,7 @@ static void test_kill_one_of_three(void **state)
     long long handled = victim_stored;
     for (int i = 0; i < REPLICAS; i++)
         if (i != victim)
-            handled += metric(url[i], "pl_detector_traces_total");
+            handled += itest_metric(url[i], "pl_detector_traces_total");
     print_message("kill -9 after %lld of %d traces stored; survivors revoked after %lld ms,"
                   " every partition progressing after %lld ms (%d extra generation(s)), group"
                   " caught up after %lld ms (session timeout %d ms); >= %lld traces delivered"
