@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -78,4 +79,14 @@ int pl_digits(const char *p, int n)
         v = v * 10 + (p[i] - '0');
     }
     return v;
+}
+
+void pl_now_iso(char *out, size_t outsz)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(out, outsz, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, outsz - n, ".%06ldZ", ts.tv_nsec / 1000);
 }

@@ -24,6 +24,10 @@ int pl_random_bytes(void *buf, size_t n);
 /** @brief Milliseconds of CLOCK_MONOTONIC. */
 int64_t pl_now_ms(void);
 
+/** @brief Now as the API's timestamps: ISO-8601 UTC with microseconds
+ *         (2026-01-31T12:00:00.000000Z), into out (at least 28 bytes). */
+void pl_now_iso(char *out, size_t outsz);
+
 /** @brief Sleeps ms milliseconds (for backoff and idle loops, never for synchronisation). */
 void pl_sleep_ms(int ms);
 

@@ -18,16 +18,6 @@
 
 #define INGEST_BATCH_MAX 100
 
-static void ingest_now(char *buf, size_t bufsz)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(buf, bufsz, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, bufsz - n, ".%06ldZ", ts.tv_nsec / 1000);
-}
-
 /*
  * Claims the ids and produces the new traces in one database transaction: the claim commits
  * only when the broker acknowledged every new trace, so a trace is either accepted (and in
@@ -160,7 +150,7 @@ void api_ingest_one(struct pl_http_request *req, struct pl_http_response *res)
         return;
     }
     char received_at[40];
-    ingest_now(received_at, sizeof(received_at));
+    pl_now_iso(received_at, sizeof(received_at));
     bool is_new = false;
     if (ingest_publish(req, res, &who, t, 1, &is_new, received_at)) {
         json_object *o = json_object_new_object();
@@ -265,7 +255,7 @@ void api_ingest_batch(struct pl_http_request *req, struct pl_http_response *res)
         }
     }
     char received_at[40];
-    ingest_now(received_at, sizeof(received_at));
+    pl_now_iso(received_at, sizeof(received_at));
     bool is_new[INGEST_BATCH_MAX];
     if (ingest_publish(req, res, &who, traces, (int)n, is_new, received_at)) {
         json_object *items = json_object_new_array_ext((int)n);

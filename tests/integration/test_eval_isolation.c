@@ -68,23 +68,12 @@ static int teardown(void **state)
     return 0;
 }
 
-static void now_iso(char out[40])
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    char sec[24];
-    strftime(sec, sizeof(sec), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, 40, "%.19s.%06dZ", sec, (int)(ts.tv_nsec / 1000 % 1000000));
-}
-
 /* Produces n traces "<prefix>-K" of t with output through p, and waits for their acks. */
 static void send_traces(struct pl_producer *p, const struct itest_tenant *t, const char *prefix,
                         int n, const char *output)
 {
     char now[40];
-    now_iso(now);
+    pl_now_iso(now, sizeof(now));
     struct pl_kafka_msg *msgs = calloc((size_t)n, sizeof(*msgs));
     char(*ids)[64] = calloc((size_t)n, sizeof(*ids));
     char **evs = calloc((size_t)n, sizeof(char *));

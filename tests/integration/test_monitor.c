@@ -133,18 +133,6 @@ static void mon_baseline(struct mon_env *e, int n, bool (*fails)(int))
     }
 }
 
-/* Now as the api writes received_at: after the ship, so the monitor counts the trace. */
-static void mon_now(char out[40])
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    char sec[24];
-    strftime(sec, sizeof(sec), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, 40, "%.19s.%06dZ", sec, (int)(ts.tv_nsec / 1000 % 1000000));
-}
-
 /* Sends n traces of version `version` of the prompt through one producer; trace k passes
  * the json rule unless fails(k). */
 static void mon_send(struct mon_env *e, const char *prefix, int from, int n, int version,
@@ -157,7 +145,7 @@ static void mon_send(struct mon_env *e, const char *prefix, int from, int n, int
     char(*ids)[96] = calloc((size_t)n, sizeof(*ids));
     char(*evs)[1024] = calloc((size_t)n, sizeof(*evs));
     assert_true(msgs && ids && evs);
-    mon_now(now);
+    pl_now_iso(now, sizeof(now));
     for (int i = 0; i < n; i++) {
         int k = from + i;
         snprintf(ids[i], sizeof(ids[i]), "%s-%d", prefix, k);
